@@ -1,0 +1,78 @@
+"""Process-level setup: memory allocator, Keras backend and image layout.
+
+Everything here must run before Keras (and so PyTorch or TensorFlow) is imported, which is
+why the CLI calls `prepare_process()` first and library users call `configure_keras()`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# With glibc's defaults PyTorch hands activation buffers back to the OS after every step and
+# faults them in again on the next one: 9.3 M page faults and 35 s of kernel time in a 46 s
+# training run, measured here. Keeping freed memory in the process doubled CNN training speed.
+# glibc reads these variables only at process start, so the CLI re-executes itself once with
+# them set (see `prepare_process`).
+ALLOCATOR_ENVIRONMENT = {
+    "MALLOC_MMAP_THRESHOLD_": "34359738368",
+    "MALLOC_TRIM_THRESHOLD_": "34359738368",
+    "MALLOC_TOP_PAD_": "1073741824",
+}
+# Set by the re-executed process so that it never re-executes again.
+REEXEC_MARKER = "CNNLAB_ALLOCATOR_APPLIED"
+# Users who bring their own allocator (tcmalloc/jemalloc via LD_PRELOAD) or want glibc's
+# defaults set CNNLAB_ALLOCATOR=system.
+ALLOCATOR_SWITCH = "CNNLAB_ALLOCATOR"
+
+DEFAULT_BACKEND = "torch"
+IMAGE_DATA_FORMAT = "channels_first"
+
+
+def allocator_is_tuned() -> bool:
+    """True when this process started with the allocator settings above (or tcmalloc)."""
+    if "tcmalloc" in os.environ.get("LD_PRELOAD", "") or "jemalloc" in os.environ.get("LD_PRELOAD", ""):
+        return True
+    return all(os.environ.get(name) == value for name, value in ALLOCATOR_ENVIRONMENT.items())
+
+
+def prepare_process(argv: list[str]) -> None:
+    """Re-execute this process once with the tuned allocator, unless it already has one.
+
+    Only glibc Linux needs this; elsewhere it is a no-op. Never raises: speed is a bonus.
+    """
+    if os.environ.get(REEXEC_MARKER) or os.environ.get(ALLOCATOR_SWITCH, "").lower() == "system":
+        return
+    if not sys.platform.startswith("linux") or allocator_is_tuned():
+        return
+    environment = dict(os.environ)
+    environment.update(ALLOCATOR_ENVIRONMENT)
+    environment[REEXEC_MARKER] = "1"
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execve(sys.executable, [sys.executable, "-m", "cnnlab", *argv], environment)
+    except OSError:
+        return
+
+
+def configure_keras(backend: str | None = None) -> None:
+    """Choose the backend (PyTorch unless KERAS_BACKEND says otherwise) and channels_first.
+
+    channels_first matters on PyTorch: with channels_last Keras transposes at every
+    convolution and trains 2.2x slower (measured here on the tutorial's conv2 model).
+    """
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    # TensorFlow's C++ start-up chatter hides our own messages.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    keras.config.set_image_data_format(IMAGE_DATA_FORMAT)
+
+
+def backend_name() -> str:
+    import keras
+
+    return keras.backend.backend()
