@@ -1,0 +1,237 @@
+"""`cnnlab prepare`: decode every photo once into a compact, memory-mapped cache.
+
+A cache is a folder holding
+- `images-<token>.npy`: uint8 pixels, shape (N, height, width, 3), written by streaming, so
+  the memory of `prepare` does not grow with N (only the manifest does);
+- `manifest.json`: options, class list, one record per image (source path, size, mtime, md5,
+  label, split) and the skipped files with their reasons. It names the pixel file it belongs to,
+  and it is written last, by an atomic rename: an interrupted prepare leaves either the old
+  cache or none, never a manifest that points at half-written pixels.
+
+The manifest is a pure function of the inputs (no timestamps), so an unchanged folder gives a
+byte-identical manifest. Re-running reuses the pixels of unchanged files (same path, size and
+mtime, same decode options) and decodes only new or changed ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL
+
+from cnnlab.data.cache_io import NPY_HEADER_BYTES, RowReader, finish_npy, replace_atomically
+from cnnlab.data.decode import DecodeOptions
+from cnnlab.data.labels import class_order, find_labelled_files
+from cnnlab.data.parallel import decode_in_parallel
+from cnnlab.data.splits import SPLIT_NAMES, SplitOptions, assign_splits, split_manifest_hash
+from cnnlab.progress import Progress
+
+FORMAT_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+REPORT_NAME = "prepare-report.json"
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    decode: DecodeOptions = DecodeOptions()
+    split: SplitOptions = SplitOptions()
+    layout: str = "auto"
+    classes: tuple[str, ...] | None = None  # explicit class order; default sorted (tutorial: dog, cat)
+    workers: int = 0  # 0 = one per CPU core
+
+    def decode_key(self) -> dict:
+        """What the pixels depend on: reuse across runs only when all of it matches."""
+        return {**asdict(self.decode), "pillow": PIL.__version__}
+
+
+@dataclass
+class PrepareResult:
+    cache_dir: Path
+    manifest: dict
+    decoded: int = 0
+    reused: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+    skipped: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        counts = self.manifest["counts"]
+        per_split = "; ".join(
+            f"{split} {sum(per_class.values())} ({', '.join(f'{k} {v}' for k, v in per_class.items())})"
+            for split, per_class in counts.items()
+            if sum(per_class.values())
+        )
+        state = "up to date" if self.up_to_date else f"decoded {self.decoded}, reused {self.reused}"
+        shape = "x".join(str(n) for n in self.manifest["shape"][1:])
+        return (
+            f"cache {self.cache_dir}: {self.manifest['shape'][0]} images of {shape} (HxWxC) - {per_split}; "
+            f"{state}; skipped {len(self.skipped)}; classes {self.manifest['class_to_index']} "
+            f"in {self.seconds:.1f} s"
+        )
+
+
+def read_manifest(cache_dir: str | os.PathLike) -> dict | None:
+    """The manifest of a complete cache, or None if there is none or it is not usable."""
+    cache_dir = Path(cache_dir)
+    try:
+        manifest = json.loads((cache_dir / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        return None
+    pixels = cache_dir / manifest.get("image_file", "")
+    rows, height, width, channels = manifest["shape"]
+    expected = NPY_HEADER_BYTES + rows * height * width * channels
+    if not pixels.is_file() or pixels.stat().st_size != expected:
+        return None
+    return manifest
+
+
+def _reusable_rows(old: dict | None, root: Path, decode_key: dict) -> tuple[dict, dict]:
+    """Old records and old skips keyed by path, when the old cache's pixels can be reused."""
+    if not old or old["decode"] != decode_key or old["source"]["root"] != str(root):
+        return {}, {}
+    records = {record["path"]: (row, record) for row, record in enumerate(old["records"])}
+    skips = {skip["path"]: skip for skip in old["skipped"] if "bytes" in skip}
+    return records, skips
+
+
+def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: PrepareOptions = PrepareOptions(),
+            show_progress: bool = True) -> PrepareResult:
+    """Build or update the cache for `data_dir` in `cache_dir`. Raises ValueError on bad input."""
+    started = time.perf_counter()
+    root = Path(data_dir).resolve()
+    cache_dir = Path(cache_dir)
+    found = find_labelled_files(root, options.layout)
+    split = options.split.resolved()
+    classes = class_order(found.labels, list(options.classes) if options.classes else None,
+                          tutorial=split.kind == "tutorial")
+    assignment = assign_splits(found.paths, found.labels, split)
+    order = {name: position for position, name in enumerate(SPLIT_NAMES)}
+    selected = sorted(
+        (position for position, split_name in enumerate(assignment) if split_name),
+        key=lambda position: order[assignment[position]],  # stable: keeps natural file order
+    )
+    decode_key = options.decode_key()
+    old = read_manifest(cache_dir)
+    old_records, old_skips = _reusable_rows(old, root, decode_key)
+
+    plan = []  # (position, stat, reuse: old row index | old skip | None)
+    for position in selected:
+        relative = found.paths[position]
+        try:
+            stat = (root / relative).stat()
+            signature = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            signature = (0, 0)
+        reuse = None
+        if relative in old_records and (old_records[relative][1]["bytes"], old_records[relative][1]["mtime_ns"]) == signature:
+            reuse = old_records[relative]
+        elif relative in old_skips and (old_skips[relative]["bytes"], old_skips[relative]["mtime_ns"]) == signature:
+            reuse = old_skips[relative]
+        plan.append((position, signature, reuse))
+
+    to_decode = [str(root / found.paths[position]) for position, _, reuse in plan if reuse is None]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    row_shape = (options.decode.height, options.decode.width, 3)
+    progress = Progress(len(to_decode), f"prepare {root.name}", live=None if show_progress else False)
+
+    def resolve(decoded):
+        """Yield (record or skip, pixels source) in plan order: new bytes or an old row number."""
+        for position, (size, mtime_ns), reuse in plan:
+            base = {"path": found.paths[position], "bytes": size, "mtime_ns": mtime_ns}
+            if reuse is None:
+                pixels, md5, reason = next(decoded)
+            elif "reason" in reuse:  # known bad and unchanged: not decoded again
+                pixels, md5, reason = None, reuse.get("md5", ""), reuse["reason"]
+            else:
+                pixels, md5, reason = reuse[0], reuse[1]["md5"], None
+            if reason is not None:
+                yield {**base, "md5": md5, "reason": reason}, None
+            else:
+                label = found.labels[position]
+                yield {**base, "md5": md5, "class": label, "label": classes.index(label),
+                       "split": assignment[position]}, pixels
+
+    up_to_date = False
+    if not to_decode and old is not None:
+        # Nothing new to decode: if the manifest would come out the same, there is no work.
+        entries = list(resolve(iter(())))
+        manifest = _build_manifest(root, found.layout, options, decode_key, split, classes,
+                                   [e for e, pixels in entries if pixels is not None],
+                                   found.ignored + [e for e, pixels in entries if pixels is None])
+        up_to_date = manifest == old
+    if not up_to_date:
+        manifest = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
+                                old if old_records else None, row_shape,
+                                lambda records, skipped: _build_manifest(root, found.layout, options, decode_key, split,
+                                                                         classes, records, found.ignored + skipped))
+        progress.close()
+    skipped = manifest["skipped"]
+    reused = sum(1 for _, _, reuse in plan if reuse is not None and "reason" not in reuse)
+    result = PrepareResult(cache_dir, manifest, decoded=len(to_decode), reused=reused,
+                           seconds=time.perf_counter() - started, up_to_date=up_to_date, skipped=skipped)
+    report = {"summary": result.summary(), "decoded": result.decoded, "reused": result.reused,
+              "seconds": round(result.seconds, 2), "skipped": skipped}
+    replace_atomically(cache_dir / REPORT_NAME, json.dumps(report, indent=1).encode())
+    return result
+
+
+def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_manifest) -> dict:
+    """Stream pixels to a partial file, then commit it and the manifest (manifest last)."""
+    partial = cache_dir / f".images-{os.getpid()}.npy.partial"
+    old_rows = RowReader(cache_dir / old["image_file"], row_shape) if old else None
+    records, skipped = [], []
+    try:
+        with open(partial, "wb") as output:
+            output.write(b"\0" * NPY_HEADER_BYTES)
+            for entry, pixels in entries:
+                if pixels is None:
+                    skipped.append(entry)
+                    continue
+                output.write(pixels.tobytes() if isinstance(pixels, np.ndarray) else old_rows.read(pixels))
+                records.append(entry)
+            finish_npy(output, (len(records), *row_shape))
+        manifest = build_manifest(records, skipped)
+        os.replace(partial, cache_dir / manifest["image_file"])
+        replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+        for stale in cache_dir.glob("images-*.npy"):
+            if stale.name != manifest["image_file"]:
+                stale.unlink()
+        return manifest
+    finally:
+        if old_rows:
+            old_rows.close()
+        if partial.exists():
+            partial.unlink()
+
+
+def _build_manifest(root, layout, options, decode_key, split, classes, records, skipped) -> dict:
+    counts = {name: {cls: 0 for cls in classes} for name in SPLIT_NAMES}
+    for record in records:
+        counts[record["split"]][record["class"]] += 1
+    split_hash = split_manifest_hash([(r["path"], r["class"], r["split"]) for r in records])
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "source": {"root": str(root), "layout": layout},
+        "decode": decode_key,
+        "split": split.to_dict(),
+        "classes": classes,
+        "class_to_index": {name: index for index, name in enumerate(classes)},
+        "shape": [len(records), options.decode.height, options.decode.width, 3],
+        "dtype": "uint8",
+        "layout_note": "pixels are (N, height, width, RGB) uint8; training transposes to channels_first per batch",
+        "counts": counts,
+        "split_hash": split_hash,
+        "records": records,
+        "skipped": sorted(skipped, key=lambda item: item["path"]),
+    }
+    content = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:16]
+    manifest["image_file"] = f"images-{content}.npy"
+    return manifest

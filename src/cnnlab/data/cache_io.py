@@ -1,0 +1,71 @@
+"""Low-level file helpers for the cache: streamed .npy writing and atomic replacement."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import numpy as np
+
+# The .npy header is written last (the row count is known only at the end), into a fixed-size
+# slot reserved at the start of the file. 128 bytes holds any uint8 4-D shape and keeps the
+# pixel data 64-byte aligned, as the format asks.
+NPY_HEADER_BYTES = 128
+_MAGIC = b"\x93NUMPY\x01\x00"
+
+
+def npy_header(shape: tuple[int, ...]) -> bytes:
+    """A version 1.0 .npy header for a C-ordered uint8 array, padded to NPY_HEADER_BYTES."""
+    description = repr({"descr": "|u1", "fortran_order": False, "shape": tuple(shape)})
+    body_length = NPY_HEADER_BYTES - len(_MAGIC) - 2
+    text = description.ljust(body_length - 1) + "\n"
+    if len(text) != body_length:
+        raise ValueError(f"shape {shape} does not fit the cache's .npy header")
+    return _MAGIC + body_length.to_bytes(2, "little") + text.encode("latin1")
+
+
+def finish_npy(handle, shape: tuple[int, ...]) -> None:
+    """Write the header into the reserved slot and flush the file to disk."""
+    handle.flush()
+    handle.seek(0)
+    handle.write(npy_header(shape))
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def read_npy_shape(path: Path) -> tuple[int, ...]:
+    with open(path, "rb") as handle:
+        start = handle.read(NPY_HEADER_BYTES)
+    return tuple(ast.literal_eval(start[10:].decode("latin1"))["shape"])
+
+
+class RowReader:
+    """Reads single rows of a cache's pixel file with plain reads (no memory map), so copying
+    rows from an old cache does not keep its pages mapped into this process."""
+
+    def __init__(self, path: Path, row_shape: tuple[int, ...]):
+        self.handle = open(path, "rb")
+        self.row_shape = row_shape
+        self.row_bytes = int(np.prod(row_shape))
+
+    def read(self, row: int) -> bytes:
+        self.handle.seek(NPY_HEADER_BYTES + row * self.row_bytes)
+        data = self.handle.read(self.row_bytes)
+        if len(data) != self.row_bytes:
+            raise ValueError(f"{self.handle.name}: row {row} is incomplete; delete the cache and prepare again")
+        return data
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never a mix."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

@@ -1,0 +1,48 @@
+"""Shared fixtures. The real photos are found through one place: CNNLAB_TEST_DATA, defaulting
+to the shared Dogs vs. Cats folder beside this checkout; tests that need them skip otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEFAULT_TEST_DATA = REPOSITORY.parent / "shared" / "datasets" / "dogs-vs-cats" / "train"
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+def shared_photos_folder() -> Path | None:
+    folder = Path(os.environ.get("CNNLAB_TEST_DATA", DEFAULT_TEST_DATA))
+    return folder if folder.is_dir() and any(folder.glob("*.jpg")) else None
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    """The folder of real Kaggle photos (cat.N.jpg / dog.N.jpg)."""
+    folder = shared_photos_folder()
+    if folder is None:
+        pytest.skip(f"real photos not found: set CNNLAB_TEST_DATA or provide {DEFAULT_TEST_DATA}")
+    return folder
+
+
+@pytest.fixture
+def small_kaggle_folder(shared_photos, tmp_path) -> Path:
+    """A temporary Kaggle-layout folder with 12 real photos per class (copied, never moved)."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in real_photos(shared_photos, 12):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def real_photos(folder: Path, per_class: int) -> list[Path]:
+    """The first `per_class` photos of each class, by numeric id (some ids are absent)."""
+    chosen = []
+    for label in ("cat", "dog"):
+        paths = sorted(folder.glob(f"{label}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))
+        chosen.extend(paths[:per_class])
+    return chosen

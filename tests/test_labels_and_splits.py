@@ -1,0 +1,120 @@
+"""Label inference from both layouts, class order, and split disjointness/coverage/stability."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.data.labels import class_order, find_labelled_files, natural_key
+from cnnlab.data.splits import SplitOptions, assign_splits, split_manifest_hash
+
+
+def _touch(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+
+
+def test_kaggle_names_give_labels_in_numeric_order(tmp_path):
+    for name in ("cat.10.jpg", "cat.2.jpg", "dog.1.jpg", "notes.txt", "README"):
+        _touch(tmp_path / name)
+    found = find_labelled_files(tmp_path)
+    assert found.layout == "kaggle"
+    assert found.paths == ["cat.2.jpg", "cat.10.jpg", "dog.1.jpg"]
+    assert found.labels == ["cat", "cat", "dog"]
+    assert {item["path"] for item in found.ignored} == {"notes.txt", "README"}
+
+
+def test_class_folders_ignore_hidden_folders_and_recurse(tmp_path):
+    _touch(tmp_path / "zebra" / "a.jpg")
+    _touch(tmp_path / "apple" / "sub" / "b.png")
+    _touch(tmp_path / "apple" / ".ipynb_checkpoints" / "c.jpg")
+    _touch(tmp_path / ".ipynb_checkpoints" / "d.jpg")
+    _touch(tmp_path / "apple" / "readme.txt")
+    found = find_labelled_files(tmp_path)
+    assert found.layout == "folders"
+    assert found.class_names() == ["apple", "zebra"]
+    assert dict(zip(found.paths, found.labels)) == {"apple/sub/b.png": "apple", "zebra/a.jpg": "zebra"}
+    assert found.ignored == [{"path": "apple/readme.txt", "reason": "not an image file extension"}]
+
+
+def test_layout_can_be_forced_and_errors_name_the_fix(tmp_path):
+    _touch(tmp_path / "train" / "cat.1.jpg")
+    with pytest.raises(ValueError, match="pass --data .*train"):
+        find_labelled_files(tmp_path)  # one class folder: the user meant the folder below
+    found = find_labelled_files(tmp_path / "train", layout="kaggle")
+    assert found.labels == ["cat"]
+    with pytest.raises(ValueError, match="not a folder"):
+        find_labelled_files(tmp_path / "missing")
+    with pytest.raises(ValueError, match="layout"):
+        find_labelled_files(tmp_path, layout="csv")
+
+
+def test_class_order_default_tutorial_and_explicit():
+    assert class_order(["dog", "cat", "cat"]) == ["cat", "dog"]
+    assert class_order(["dog", "cat"], tutorial=True) == ["dog", "cat"]  # cat = 1 as in the tutorial
+    assert class_order(["a", "b", "c"], tutorial=True) == ["a", "b", "c"]
+    assert class_order(["a", "b"], ["b", "a"]) == ["b", "a"]
+    with pytest.raises(ValueError, match="exactly once"):
+        class_order(["a", "b"], ["a", "c"])
+
+
+def test_natural_key_orders_numbers_numerically():
+    assert sorted(["cat.10.jpg", "cat.9.jpg", "cat.100.jpg"], key=natural_key) == ["cat.9.jpg", "cat.10.jpg", "cat.100.jpg"]
+
+
+def _kaggle_files(per_class: int, classes=("cat", "dog")):
+    paths = [f"{label}.{number}.jpg" for label in classes for number in range(per_class)]
+    return paths, [path.split(".")[0] for path in paths]
+
+
+def test_tutorial_split_takes_first_and_last_by_id():
+    paths, labels = _kaggle_files(30)
+    split = assign_splits(paths, labels, SplitOptions("tutorial", train=20, val=5))
+    by_path = dict(zip(paths, split))
+    assert [p for p in paths if by_path[p] == "train" and p.startswith("cat")] == [f"cat.{i}.jpg" for i in range(20)]
+    assert [p for p in paths if by_path[p] == "val" and p.startswith("cat")] == [f"cat.{i}.jpg" for i in range(25, 30)]
+    assert sum(s is None for s in split) == 10  # ids 20-24 of each class are unused
+    with pytest.raises(ValueError, match="needs 35 per class"):
+        assign_splits(paths, labels, SplitOptions("tutorial", train=30, val=5))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_stratified_split_is_disjoint_balanced_and_covers_everything(seed):
+    paths, labels = _kaggle_files(50, ("a", "b", "c"))
+    split = assign_splits(paths, labels, SplitOptions("stratified", val=15, test=30, seed=seed))
+    assert None not in split  # train defaults to all the rest: full coverage
+    for name, per_class in (("val", 5), ("test", 10), ("train", 35)):
+        for label in "abc":
+            assert sum(1 for s, l in zip(split, labels) if s == name and l == label) == per_class
+
+
+def test_stratified_split_is_seeded_and_stable_when_files_are_added():
+    paths, labels = _kaggle_files(40)
+    options = SplitOptions("stratified", train=20, val=10, test=10, seed=3)
+    first = dict(zip(paths, assign_splits(paths, labels, options)))
+    reversed_paths = list(reversed(paths))
+    again = dict(zip(reversed_paths, assign_splits(reversed_paths, list(reversed(labels)), options)))
+    assert first == again  # independent of listing order
+    other_seed = dict(zip(paths, assign_splits(paths, labels, SplitOptions("stratified", 20, 10, 10, seed=4))))
+    assert other_seed != first
+    more_paths, more_labels = _kaggle_files(41)
+    grown = dict(zip(more_paths, assign_splits(more_paths, more_labels, SplitOptions("stratified", None, 10, 10, seed=3))))
+    # Validation and test membership depends only on each file's own hash rank: one new file
+    # per class moves at most one file per class out of val/test.
+    moved = [p for p in paths if first[p] in ("val", "test") and grown[p] != first[p]]
+    assert len(moved) <= 2
+
+
+def test_stratified_split_rejects_impossible_requests():
+    paths, labels = _kaggle_files(10)
+    with pytest.raises(ValueError, match="divisible"):
+        assign_splits(paths, labels, SplitOptions("stratified", val=3, test=2))
+    with pytest.raises(ValueError, match="too few"):
+        assign_splits(paths, labels, SplitOptions("stratified", train=10, val=6, test=6))
+    with pytest.raises(ValueError, match=">= 0"):
+        SplitOptions("stratified", val=-2).resolved()
+
+
+def test_split_hash_depends_on_content_not_order():
+    entries = [("a.jpg", "cat", "train"), ("b.jpg", "dog", "val")]
+    assert split_manifest_hash(entries) == split_manifest_hash(list(reversed(entries)))
+    assert split_manifest_hash(entries) != split_manifest_hash([("a.jpg", "cat", "val"), ("b.jpg", "dog", "val")])
