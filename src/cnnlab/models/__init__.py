@@ -1,0 +1,42 @@
+"""Model registry: the tutorial's Keras models by name, plus non-neural baselines.
+
+Importing this package configures Keras (PyTorch backend, channels_first) unless Keras was
+already imported, and registers the tutorial's models. The scikit-learn baselines load lazily
+(`cnnlab.models.BASELINES`, `cnnlab.models.make_baseline`) so Keras-only users skip sklearn.
+"""
+
+from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
+from cnnlab.models.registry import (
+    FAMILIES,
+    FLOP_COUNTERS,
+    ModelSpec,
+    Recipe,
+    build_model,
+    classification_head,
+    count_parameters,
+    describe_models,
+    forward_flops,
+    get_model_spec,
+    layer_flops,
+    model_names,
+    register,
+    unregister,
+)
+
+_BASELINE_NAMES = ("BASELINES", "MajorityClassBaseline", "PixelBoostedTreesBaseline", "make_baseline",
+                   "describe_baselines")
+
+
+def __getattr__(name: str):
+    if name in _BASELINE_NAMES:
+        from cnnlab.models import baselines
+
+        return getattr(baselines, name)
+    raise AttributeError(f"module 'cnnlab.models' has no attribute {name!r}")
+
+
+__all__ = [
+    "FAMILIES", "FLOP_COUNTERS", "ModelSpec", "Recipe", "build_model", "classification_head",
+    "count_parameters", "describe_models", "forward_flops", "get_model_spec", "layer_flops",
+    "model_names", "register", "unregister", *_BASELINE_NAMES,
+]

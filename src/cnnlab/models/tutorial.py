@@ -1,0 +1,99 @@
+"""The five models of Strika's 2019 tutorial, layer for layer as in the author's Keras code.
+
+Every one takes a 125 x 94 RGB photo of raw 0-255 pixels; convolutions are 3x3 'valid' with
+ReLU, pooling is 2x2 max pooling, dense layers use ReLU, and the output is a single sigmoid
+unit (P(cat), cat = 1). Their recipes are the tutorial's, flaws included (unscaled pixels,
+Adam at lr 1e-6): this is "tutorial mode", not cnnlab's default way to train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cnnlab.models.registry import ModelSpec, Recipe, classification_head, keras, register
+
+
+def _chain(name: str, input_shape: Sequence[int], layers: list[keras.layers.Layer]) -> keras.Model:
+    """A functional model of layers applied in order (functional, so each layer's shapes are
+    known, which forward_flops reads)."""
+    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    outputs = inputs
+    for layer in layers:
+        outputs = layer(outputs)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def _conv(index: int, filters: int) -> list[keras.layers.Layer]:
+    return [
+        keras.layers.Conv2D(filters, (3, 3), padding="valid", activation="relu", name=f"conv{index}"),
+        keras.layers.MaxPooling2D(pool_size=(2, 2), name=f"pool{index}"),
+    ]
+
+
+def _dense(index: int, units: int) -> keras.layers.Dense:
+    return keras.layers.Dense(units, activation="relu", name=f"dense{index}")
+
+
+def build_convnet(
+    name: str, input_shape: Sequence[int], num_classes: int, conv_filters: Sequence[int], dense_units: Sequence[int]
+) -> keras.Model:
+    """[Conv 3x3 + ReLU, MaxPool 2x2] per conv_filters, Flatten, Dense + ReLU per dense_units, head."""
+    layers: list[keras.layers.Layer] = []
+    for index, filters in enumerate(conv_filters, start=1):
+        layers += _conv(index, filters)
+    layers.append(keras.layers.Flatten(name="flatten"))
+    layers += [_dense(index, units) for index, units in enumerate(dense_units, start=1)]
+    layers.append(classification_head(num_classes))
+    return _chain(name, input_shape, layers)
+
+
+def _builder(name: str, conv_filters: tuple[int, ...], dense_units: tuple[int, ...]):
+    def build(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+        return build_convnet(name, input_shape, num_classes, conv_filters, dense_units)
+
+    build.__name__ = f"build_{name.replace('-', '_')}"
+    return build
+
+
+# The tutorial trains every convolutional model with binary cross-entropy and Adam at lr 1e-6.
+def _tutorial_recipe(batch_size: int, epochs: int, loss: str = "bce", learning_rate: float = 1e-6) -> Recipe:
+    return Recipe(loss=loss, optimizer="adam", learning_rate=learning_rate, batch_size=batch_size,
+                  epochs=epochs, pixel_scale="raw", input_width=94, input_height=125, fit="stretch")
+
+
+register(ModelSpec(
+    name="mlp",
+    description="Tutorial MLP: Flatten, Dense 512 ReLU, Dense 1 sigmoid; MSE loss, Adam lr 1e-3.",
+    build=_builder("mlp", (), (512,)),
+    recipe=_tutorial_recipe(batch_size=32, epochs=10, loss="mse", learning_rate=1e-3),
+    tutorial={"claim": "about as good as random guessing"},
+))
+register(ModelSpec(
+    name="conv1",
+    description="Tutorial CNN: Conv 24, MaxPool, Dense 128 x2, sigmoid; BCE, Adam lr 1e-6.",
+    build=_builder("conv1", (24,), (128, 128)),
+    recipe=_tutorial_recipe(batch_size=32, epochs=5),
+    tutorial={"mse": 0.36, "pearson": 0.15},
+))
+register(ModelSpec(
+    name="conv2",
+    description="Tutorial CNN: (Conv 48, MaxPool) x2, Dense 256 x2, sigmoid; BCE, Adam lr 1e-6.",
+    build=_builder("conv2", (48, 48), (256, 256)),
+    recipe=_tutorial_recipe(batch_size=64, epochs=15),
+    tutorial={"mse": 0.33, "pearson": 0.21, "accuracy": 0.61},
+))
+register(ModelSpec(
+    name="conv2-wide",
+    description="Tutorial CNN: (Conv 128, MaxPool) x2, Dense 256 x2, sigmoid; BCE, Adam lr 1e-6.",
+    build=_builder("conv2-wide", (128, 128), (256, 256)),
+    recipe=_tutorial_recipe(batch_size=64, epochs=11),
+    tutorial={"pearson": 0.30, "accuracy": 0.67},
+))
+register(ModelSpec(
+    name="conv2-fc512",
+    description="Tutorial's best CNN: Conv 64, MaxPool, Conv 128, MaxPool, Dense 512 x2 (~42M params "
+    "in the first dense layer), sigmoid; BCE, Adam lr 1e-6.",
+    build=_builder("conv2-fc512", (64, 128), (512, 512)),
+    recipe=_tutorial_recipe(batch_size=64, epochs=10),
+    tutorial={"pearson": 0.42, "accuracy": 0.75},
+))

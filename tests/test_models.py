@@ -1,0 +1,334 @@
+"""The model registry, the tutorial's architectures and the non-neural baselines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from cnnlab.runtime import configure_keras
+
+configure_keras()
+
+import keras  # noqa: E402
+
+from cnnlab import models  # noqa: E402
+from cnnlab.models import registry  # noqa: E402
+
+TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
+INPUT_SHAPE = (3, 125, 94)  # channels_first: 3 channels, 125 tall, 94 wide
+
+# Parameter counts worked out by hand from the tutorial's layers. A 3x3 'valid' convolution
+# takes 125 x 94 to 123 x 92, 2x2 pooling to 61 x 46; a second convolution gives 59 x 44,
+# pooling 29 x 22. Each layer: weights + biases.
+EXPECTED_PARAMETERS = {
+    "mlp": (125 * 94 * 3 * 512 + 512) + (512 * 1 + 1),
+    "conv1": (3 * 3 * 3 * 24 + 24) + (61 * 46 * 24 * 128 + 128) + (128 * 128 + 128) + (128 + 1),
+    "conv2": (3 * 3 * 3 * 48 + 48) + (3 * 3 * 48 * 48 + 48) + (29 * 22 * 48 * 256 + 256)
+    + (256 * 256 + 256) + (256 + 1),
+    "conv2-wide": (3 * 3 * 3 * 128 + 128) + (3 * 3 * 128 * 128 + 128) + (29 * 22 * 128 * 256 + 256)
+    + (256 * 256 + 256) + (256 + 1),
+    "conv2-fc512": (3 * 3 * 3 * 64 + 64) + (3 * 3 * 64 * 128 + 128) + (29 * 22 * 128 * 512 + 512)
+    + (512 * 512 + 512) + (512 + 1),
+}
+# Units feeding the output layer: a 3-class head has 3 x (units + 1) parameters instead of units + 1.
+LAST_HIDDEN_UNITS = {"mlp": 512, "conv1": 128, "conv2": 256, "conv2-wide": 256, "conv2-fc512": 512}
+
+# Forward FLOPs = 2 x multiply-adds. A conv output element costs 3 x 3 x in_channels MACs;
+# a dense output costs in_features MACs.
+EXPECTED_FLOPS = {
+    "mlp": 2 * (125 * 94 * 3 * 512 + 512 * 1),
+    "conv1": 2 * (123 * 92 * 24 * (3 * 3 * 3) + 61 * 46 * 24 * 128 + 128 * 128 + 128 * 1),
+    "conv2": 2 * (123 * 92 * 48 * (3 * 3 * 3) + 59 * 44 * 48 * (3 * 3 * 48) + 29 * 22 * 48 * 256
+                  + 256 * 256 + 256 * 1),
+    "conv2-wide": 2 * (123 * 92 * 128 * (3 * 3 * 3) + 59 * 44 * 128 * (3 * 3 * 128) + 29 * 22 * 128 * 256
+                       + 256 * 256 + 256 * 1),
+    "conv2-fc512": 2 * (123 * 92 * 64 * (3 * 3 * 3) + 59 * 44 * 128 * (3 * 3 * 64) + 29 * 22 * 128 * 512
+                        + 512 * 512 + 512 * 1),
+}
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    keras.utils.set_random_seed(0)
+
+
+def raw_pixels(count: int, seed: int = 0) -> np.ndarray:
+    """Random photos as the tutorial feeds them: float32 0-255, channels_first."""
+    return np.random.default_rng(seed).integers(0, 256, (count, *INPUT_SHAPE)).astype("float32")
+
+
+def test_registry_lists_the_tutorial_models_in_order():
+    assert models.model_names() == TUTORIAL_MODELS
+    assert models.model_names("tutorial") == TUTORIAL_MODELS
+    assert models.model_names("modern") == []
+
+
+@pytest.mark.parametrize("name", models.model_names())
+def test_two_class_model_outputs_one_probability_per_image(name):
+    model = models.build_model(name)
+    assert keras.config.image_data_format() == "channels_first"
+    assert tuple(model.input_shape) == (None, *INPUT_SHAPE)
+    assert tuple(model.output_shape) == (None, 1)
+    probabilities = np.asarray(model.predict_on_batch(raw_pixels(2) / 255.0))
+    assert probabilities.shape == (2, 1)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+
+
+@pytest.mark.parametrize("name", models.model_names())
+def test_three_class_model_outputs_softmax_rows(name):
+    model = models.build_model(name, INPUT_SHAPE, num_classes=3)
+    probabilities = np.asarray(model.predict_on_batch(raw_pixels(2) / 255.0))
+    assert probabilities.shape == (2, 3)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    units = LAST_HIDDEN_UNITS[name]
+    assert models.count_parameters(model) == EXPECTED_PARAMETERS[name] - (units + 1) + 3 * (units + 1)
+
+
+@pytest.mark.parametrize("name", TUTORIAL_MODELS)
+def test_parameter_count_and_flops_match_the_hand_computed_values(name):
+    model = models.build_model(name)
+    assert models.count_parameters(model) == EXPECTED_PARAMETERS[name]
+    assert models.count_parameters(model) == model.count_params()
+    assert models.forward_flops(model) == EXPECTED_FLOPS[name]
+
+
+def test_conv2_fc512_first_dense_layer_holds_over_40_million_parameters():
+    model = models.build_model("conv2-fc512")
+    assert model.get_layer("dense1").count_params() == 29 * 22 * 128 * 512 + 512 > 40_000_000
+
+
+def test_tutorial_layers_read_well():
+    model = models.build_model("conv2")
+    names = [layer.name for layer in model.layers]
+    assert names == ["image", "conv1", "pool1", "conv2", "pool2", "flatten", "dense1", "dense2", "output"]
+    conv = model.get_layer("conv1")
+    assert conv.kernel_size == (3, 3) and conv.padding == "valid" and conv.activation.__name__ == "relu"
+    assert model.get_layer("pool1").pool_size == (2, 2)
+    assert model.get_layer("output").activation.__name__ == "sigmoid"
+
+
+def test_channels_last_image_is_rejected_by_a_channels_first_model():
+    model = models.build_model("conv1")
+    with pytest.raises(ValueError):
+        model.predict_on_batch(np.zeros((1, 125, 94, 3), dtype="float32"))
+
+
+@pytest.mark.parametrize("name", models.model_names())
+def test_one_training_step_with_the_recipe_changes_the_weights(name):
+    spec = models.get_model_spec(name)
+    model = models.build_model(name)
+    model.compile(optimizer=spec.recipe.make_optimizer(), loss=spec.recipe.make_loss(2))
+    before = [weight.copy() for weight in model.get_weights()]
+    # Unit-scaled pixels: on raw 0-255 pixels the tutorial's MLP sigmoid saturates at once and
+    # MSE has no gradient there (its "random guessing"); the raw-pixel case is tested below.
+    loss = model.train_on_batch(raw_pixels(4) / 255.0, np.array([[0], [1], [0], [1]], dtype="float32"))
+    assert math.isfinite(float(loss))
+    changed = [not np.array_equal(old, new) for old, new in zip(before, model.get_weights())]
+    assert all(changed), f"weights left unchanged: {changed}"
+
+
+def test_conv1_learns_from_raw_pixels_although_its_sigmoid_starts_saturated():
+    spec = models.get_model_spec("conv1")
+    model = models.build_model("conv1")
+    images, labels = raw_pixels(4), np.array([[0], [1], [0], [1]], dtype="float32")
+    # The logits behind the sigmoid, computed independently from the last hidden layer.
+    hidden = np.asarray(keras.Model(model.input, model.get_layer("dense2").output).predict_on_batch(images))
+    kernel, bias = model.get_layer("output").get_weights()
+    logits = hidden @ kernel + bias
+    assert np.abs(logits).max() > -math.log(1e-7)  # beyond where a clipped probability has a gradient
+    exact = np.mean(np.logaddexp(0, logits) - labels * logits)  # BCE from logits: softplus(z) - y z
+    loss_function = spec.recipe.make_loss(2)
+    assert float(keras.ops.convert_to_numpy(loss_function(labels, model(images)))) == pytest.approx(exact, rel=1e-4)
+
+    model.compile(optimizer=spec.recipe.make_optimizer(), loss=loss_function)
+    before = [weight.copy() for weight in model.get_weights()]
+    assert float(model.train_on_batch(images, labels)) == pytest.approx(exact, rel=1e-4)
+    assert all(not np.array_equal(old, new) for old, new in zip(before, model.get_weights()))
+
+
+def test_cross_entropy_keeps_a_gradient_through_a_saturated_sigmoid():
+    # Logit 100: the sigmoid is exactly 1.0 in float32. The exact loss for label 0 is
+    # softplus(100) = 100; clipping the probability would give -ln(1e-7) = 16.1 and no gradient.
+    inputs = keras.Input(shape=(1,))
+    outputs = keras.layers.Dense(1, activation="sigmoid", kernel_initializer="ones",
+                                 bias_initializer="zeros")(inputs)
+    model = keras.Model(inputs, outputs)
+    recipe = models.get_model_spec("conv1").recipe
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01), loss=recipe.make_loss(2))
+    loss = model.train_on_batch(np.array([[100.0]], dtype="float32"), np.array([[0.0]], dtype="float32"))
+    assert float(loss) == pytest.approx(100.0, rel=1e-4)
+    assert float(model.get_weights()[0][0, 0]) < 1.0
+
+
+def test_three_class_loss_is_categorical_crossentropy_on_one_hot_labels():
+    recipe = models.get_model_spec("conv1").recipe
+    loss = recipe.make_loss(3)
+    assert isinstance(loss, keras.losses.CategoricalCrossentropy)
+    probabilities = np.array([[0.7, 0.2, 0.1]], dtype="float32")
+    assert float(loss(np.array([[1.0, 0.0, 0.0]]), probabilities)) == pytest.approx(-math.log(0.7), rel=1e-5)
+
+
+def test_recipes_are_the_tutorials():
+    conv2 = models.get_model_spec("conv2")
+    assert conv2.recipe.to_dict() == {
+        "loss": "bce", "optimizer": "adam", "learning_rate": 1e-6, "batch_size": 64, "epochs": 15,
+        "pixel_scale": "raw", "input_width": 94, "input_height": 125, "fit": "stretch",
+        "weight_decay": 0.0, "label_smoothing": 0.0,
+    }
+    assert conv2.tutorial == {"mse": 0.33, "pearson": 0.21, "accuracy": 0.61}
+    mlp = models.get_model_spec("mlp").recipe
+    assert (mlp.loss, mlp.learning_rate, mlp.batch_size) == ("mse", 1e-3, 32)
+    assert models.get_model_spec("conv2-fc512").tutorial["accuracy"] == 0.75
+
+
+def test_recipe_rejects_unknown_choices():
+    with pytest.raises(ValueError, match="unknown loss"):
+        models.Recipe(loss="hinge", optimizer="adam", learning_rate=1e-3, batch_size=32, epochs=1)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        models.Recipe(loss="bce", optimizer="rmsprop", learning_rate=1e-3, batch_size=32, epochs=1)
+    with pytest.raises(ValueError, match="batch_size"):
+        models.Recipe(loss="bce", optimizer="adam", learning_rate=1e-3, batch_size=0, epochs=1)
+
+
+def test_unknown_model_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown model 'resnet9000'.*conv2-fc512"):
+        models.get_model_spec("resnet9000")
+    with pytest.raises(ValueError, match="unknown model"):
+        models.build_model("resnet9000")
+
+
+def test_duplicate_registration_is_refused_and_registration_can_be_undone():
+    spec = models.get_model_spec("conv1")
+    with pytest.raises(ValueError, match="already registered"):
+        models.register(spec)
+    extra = models.ModelSpec(name="test-extra", description="test", build=spec.build, recipe=spec.recipe,
+                             family="modern")
+    models.register(extra)
+    try:
+        assert models.model_names("modern") == ["test-extra"]
+    finally:
+        models.unregister("test-extra")
+    assert "test-extra" not in models.model_names()
+
+
+def test_build_model_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="num_classes"):
+        models.build_model("mlp", num_classes=1)
+    with pytest.raises(ValueError, match="input_shape"):
+        models.build_model("mlp", input_shape=(125, 94))
+
+
+def test_flop_counters_cover_other_convolutions_and_refuse_unknown_kernels():
+    inputs = keras.Input(shape=(4, 10, 10))
+    x = keras.layers.DepthwiseConv2D(3, name="depthwise")(inputs)  # 4 x 8 x 8, 9 MACs each
+    x = keras.layers.SeparableConv2D(6, 3, name="separable")(x)  # 6 x 6 x 6 positions
+    x = keras.layers.Conv2DTranspose(2, 2, strides=2, name="transpose")(x)  # 6 x 6 x 6 inputs, 2 x 2 x 2 taps
+    flops = dict(models.layer_flops(keras.Model(inputs, x)))
+    assert flops == {
+        "depthwise": 2 * (4 * 8 * 8 * 9),
+        "separable": 2 * (6 * 6 * (4 * 9) + 6 * 6 * 4 * 6),
+        "transpose": 2 * (6 * 6 * 6 * (2 * 2 * 2)),
+    }
+
+    class Mystery(keras.layers.Layer):
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], 2))
+
+        def call(self, x):
+            return keras.ops.matmul(x, self.kernel)
+
+    vector = keras.Input(shape=(3,))
+    with pytest.raises(ValueError, match="FLOP_COUNTERS"):
+        models.forward_flops(keras.Model(vector, Mystery(name="mystery")(vector)))
+
+
+def test_describe_models_is_json_ready():
+    import json
+
+    records = models.describe_models("tutorial")
+    assert [record["name"] for record in records] == TUTORIAL_MODELS
+    by_name = {record["name"]: record for record in records}
+    assert by_name["conv1"]["parameters"] == EXPECTED_PARAMETERS["conv1"]
+    assert by_name["mlp"]["forward_flops"] == EXPECTED_FLOPS["mlp"]
+    assert by_name["conv2"]["recipe"]["epochs"] == 15
+    assert json.loads(json.dumps(records)) == records
+
+
+# ---- baselines ----------------------------------------------------------------------------
+
+
+def bright_and_dark(count: int, seed: int = 0, size=(32, 24)) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 NHWC photos: class 1 bright (150-255), class 0 dark (0-105), with pixel noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, count)
+    low = np.where(labels == 1, 150, 0)[:, None, None, None]
+    images = (low + rng.integers(0, 106, (count, *size, 3))).astype(np.uint8)
+    return images, labels
+
+
+def test_baselines_are_discoverable():
+    assert set(models.BASELINES) == {"majority", "pixel-trees"}
+    assert all(info.description for info in models.BASELINES.values())
+    assert isinstance(models.make_baseline("majority"), models.MajorityClassBaseline)
+    with pytest.raises(ValueError, match="known baselines"):
+        models.make_baseline("xgboost")
+
+
+def test_majority_baseline_predicts_the_majority_class():
+    images = np.zeros((10, 8, 6, 3), dtype=np.uint8)
+    labels = np.array([1, 1, 1, 0, 1, 0, 1, 1, 0, 1])  # 7 cats, 3 dogs
+    baseline = models.MajorityClassBaseline().fit(images, labels)
+    test_images = np.full((4, 8, 6, 3), 200, dtype=np.uint8)
+    np.testing.assert_array_equal(baseline.predict(test_images), [1, 1, 1, 1])
+    np.testing.assert_allclose(baseline.predict_proba(test_images), [0.7] * 4)
+
+    three = models.MajorityClassBaseline().fit(images, np.array([2, 2, 0, 1, 2, 2, 0, 2, 1, 2]))
+    assert three.predict_proba(test_images).shape == (4, 3)
+    np.testing.assert_allclose(three.predict_proba(test_images)[0], [0.2, 0.2, 0.6])
+    np.testing.assert_array_equal(three.predict(test_images), [2, 2, 2, 2])
+
+
+def test_baselines_refuse_bad_input():
+    with pytest.raises(ValueError, match="not fitted"):
+        models.MajorityClassBaseline().predict(np.zeros((1, 4, 4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="height, width, channels"):
+        models.MajorityClassBaseline().fit(np.zeros((4, 4, 3), dtype=np.uint8), np.zeros(4, dtype=int))
+    with pytest.raises(ValueError, match="labels"):
+        models.MajorityClassBaseline().fit(np.zeros((2, 4, 4, 3), dtype=np.uint8), np.zeros(3, dtype=int))
+
+
+def test_pixel_trees_learn_bright_versus_dark():
+    train_images, train_labels = bright_and_dark(200, seed=0)
+    test_images, test_labels = bright_and_dark(100, seed=1)
+    baseline = models.PixelBoostedTreesBaseline(max_iter=20).fit(train_images, train_labels)
+    assert baseline.features(test_images).shape == (100, 8 * 6 * 3)  # 32 x 24 in 4 x 4 blocks
+    probabilities = baseline.predict_proba(test_images)
+    assert probabilities.shape == (100,)
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    assert np.mean((probabilities > 0.5) == test_labels) > 0.9
+    assert np.mean(baseline.predict(test_images) == test_labels) > 0.9
+
+
+def test_pixel_trees_handle_three_classes_and_block_size():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 40)
+    images = (labels[:, None, None, None] * 100 + rng.integers(0, 50, (120, 16, 12, 3))).astype(np.uint8)
+    baseline = models.PixelBoostedTreesBaseline(block=2, max_iter=10).fit(images, labels)
+    probabilities = baseline.predict_proba(images)
+    assert probabilities.shape == (120, 3)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.mean(baseline.predict(images) == labels) > 0.9
+    with pytest.raises(ValueError, match="block"):
+        models.PixelBoostedTreesBaseline(block=0)
+
+
+def test_downsample_is_an_area_average():
+    image = np.arange(4 * 6 * 1, dtype=np.uint8).reshape(1, 4, 6, 1)
+    from cnnlab.models.baselines import downsample
+
+    pooled = downsample(image, 2)
+    assert pooled.shape == (1, 2, 3, 1)
+    assert pooled[0, 0, 0, 0] == pytest.approx((0 + 1 + 6 + 7) / 4)
