@@ -64,6 +64,50 @@ def command_prepare(arguments) -> int:
     return 0
 
 
+def command_models(arguments) -> int:
+    from cnnlab.models import describe_models
+
+    models = describe_models()
+    if arguments.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    print(f"{'name':14} {'family':9} {'parameters':>12} {'MFLOPs/img':>10}  recipe / description")
+    for model in models:
+        recipe = model["recipe"]
+        print(f"{model['name']:14} {model['family']:9} {model['parameters']:>12,} {model['forward_flops'] / 1e6:>10.1f}  "
+              f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
+              f"{recipe['epochs']} epochs, pixels {recipe['pixel_scale']} - {model['description']}")
+    return 0
+
+
+def command_train(arguments) -> int:
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.evaluation import evaluate_run, format_evaluation
+    from cnnlab.training.trainer import train
+
+    config = TrainConfig(
+        model=arguments.model, cache=arguments.data, out=arguments.out, epochs=arguments.epochs,
+        batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
+        optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
+        seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
+    )
+    state = train(config, resume=arguments.resume)
+    print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')} "
+          f"(val loss {state.get('best_val_loss')}), {state.get('training_seconds')} s of training")
+    if not arguments.no_evaluate:
+        print(format_evaluation(evaluate_run(arguments.out)))
+    return 0
+
+
+def command_evaluate(arguments) -> int:
+    from cnnlab.training.evaluation import evaluate_run, format_evaluation
+
+    splits = ("val", "test") if arguments.split == "all" else (arguments.split,)
+    result = evaluate_run(arguments.run, arguments.data, splits)
+    print(json.dumps(result, indent=2) if arguments.json else format_evaluation(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnlab",
@@ -111,6 +155,41 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--classes", help="explicit class order, comma-separated (index = position)")
     prepare.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
     prepare.set_defaults(handler=command_prepare)
+
+    models = commands.add_parser("models", help="list registered models with parameters, FLOPs and recipes")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(handler=command_models)
+
+    train = commands.add_parser(
+        "train", help="train a registered model on a prepared cache into a run folder",
+        description="Train MODEL on CACHE with its recipe (override any part), checkpointing every epoch "
+                    "into OUT; --resume continues a cut run from its last finished epoch.")
+    train.add_argument("model", help="a registered model name (see `cnnlab models`)")
+    train.add_argument("--data", required=True, help="cache folder written by `cnnlab prepare`")
+    train.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
+    train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
+    train.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
+    train.add_argument("--loss", choices=("mse", "bce", "categorical_crossentropy"), help="loss (default: the recipe's)")
+    train.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="optimizer (default: the recipe's)")
+    train.add_argument("--pixels", choices=("raw", "unit"), help="raw 0-255 (tutorial) or unit 0-1 pixels")
+    train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
+    train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")
+    train.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
+    train.add_argument("--val-limit", type=int, help="validate on a seeded subset of this many images")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
+    train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
+    train.set_defaults(handler=command_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a run's best weights: MSE, log loss, Pearson, AUC, accuracies, confusion",
+        description="Evaluate RUN's best weights on validation and test. The threshold is chosen on validation "
+                    "and applied unchanged to test; the tutorial's best-of-thresholds figure is shown beside it.")
+    evaluate.add_argument("run", help="run folder written by `cnnlab train`")
+    evaluate.add_argument("--data", help="cache folder (default: the one the run was trained on)")
+    evaluate.add_argument("--split", choices=("val", "test", "all"), default="all", help="which split(s) to score")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(handler=command_evaluate)
     return parser
 
 

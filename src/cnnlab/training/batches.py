@@ -1,0 +1,81 @@
+"""Batches streamed from the memory-mapped cache, never the whole data set as floats.
+
+Each batch gathers its rows from the uint8 memmap (sorted row numbers read faster), converts
+them to float32 in the model's layout (channels_first by default) and scales them as the
+recipe says. The order is reshuffled every epoch from a generator seeded with (seed, epoch),
+so a resumed run sees exactly the batches an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnlab.runtime import configure_keras
+
+configure_keras()
+import keras  # noqa: E402
+
+
+def to_model_input(pixels: np.ndarray, pixel_scale: str) -> np.ndarray:
+    """uint8 (n, height, width, 3) -> float32 in Keras' image data format, scaled."""
+    batch = pixels.astype(np.float32)
+    if pixel_scale == "unit":
+        batch *= 1.0 / 255.0
+    if keras.config.image_data_format() == "channels_first":
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return batch
+
+
+def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """0/1 column for two classes (one sigmoid unit), one-hot rows for more."""
+    if num_classes == 2:
+        return labels.astype(np.float32).reshape(-1, 1)
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+class CacheBatches(keras.utils.PyDataset):
+    """A keras PyDataset over some rows of a cache."""
+
+    def __init__(self, images, labels, rows, num_classes: int, batch_size: int, pixel_scale: str,
+                 shuffle: bool, seed: int = 0, epoch: int = 0, augment=None, **kwargs):
+        super().__init__(**kwargs)
+        if len(rows) == 0:
+            raise ValueError("no images in this split; check the cache's split counts (cnnlab prepare)")
+        self.images = images
+        self.labels = np.asarray(labels)
+        self.rows = np.asarray(rows)
+        self.num_classes = num_classes
+        self.batch_size = batch_size
+        self.pixel_scale = pixel_scale
+        self.shuffle = shuffle
+        self.seed = seed
+        self.augment = augment
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Fix the order for `epoch` (0-based); called by the trainer before every epoch."""
+        self.epoch = epoch
+        if self.shuffle:
+            generator = np.random.default_rng([self.seed, epoch])
+            self.order = self.rows[generator.permutation(len(self.rows))]
+        else:
+            self.order = self.rows
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def batch_rows(self, index: int) -> np.ndarray:
+        return self.order[index * self.batch_size:(index + 1) * self.batch_size]
+
+    def __getitem__(self, index: int):
+        rows = self.batch_rows(index)
+        ordering = np.argsort(rows, kind="stable")
+        pixels = np.empty((len(rows), *self.images.shape[1:]), dtype=np.uint8)
+        pixels[ordering] = self.images[rows[ordering]]  # sequential reads, original batch order
+        labels = self.labels[rows]
+        if self.augment is not None:
+            pixels = self.augment(pixels, np.random.default_rng([self.seed, self.epoch, index]))
+        return to_model_input(pixels, self.pixel_scale), encode_labels(labels, self.num_classes)
+
+    def on_epoch_end(self):
+        self.set_epoch(self.epoch + 1)

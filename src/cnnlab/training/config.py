@@ -1,0 +1,53 @@
+"""The training configuration: a registered model's recipe plus the user's overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cnnlab.models import Recipe, get_model_spec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str
+    cache: str
+    out: str
+    # None = the model's recipe value.
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    loss: str | None = None
+    optimizer: str | None = None
+    pixel_scale: str | None = None
+    # Early stopping on validation loss; None = train every epoch (best weights still kept).
+    patience: int | None = None
+    seed: int = 0
+    # Use only this many training / validation images (a seeded, class-mixed subset): --quick.
+    train_limit: int | None = None
+    val_limit: int | None = None
+
+    def recipe(self) -> Recipe:
+        """The model's recipe with this configuration's overrides applied (and validated)."""
+        base = get_model_spec(self.model).recipe
+        overrides = {
+            field: getattr(self, field)
+            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale")
+            if getattr(self, field) is not None
+        }
+        return dataclasses.replace(base, **overrides)
+
+    def validate(self) -> None:
+        self.recipe()  # raises ValueError for unknown model or bad values
+        for name in ("patience", "train_limit", "val_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})

@@ -1,0 +1,115 @@
+"""`cnnlab evaluate`: score a run's best weights on the validation and test splits.
+
+The threshold is chosen on validation and applied unchanged to test (the honest figure); the
+tutorial's "best accuracy over thresholds 0.1..0.9", picked on the very set it scores, is
+reported beside it and labelled as such.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.data.reader import open_cache
+from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
+from cnnlab.models import build_model, count_parameters
+from cnnlab.training import run_folder as folder
+from cnnlab.training.batches import CacheBatches, keras
+from cnnlab.training.config import TrainConfig
+
+
+def load_trained_model(run: str | Path, weights: str = "best"):
+    """Rebuild the run's registered architecture and load its weights (weights only: loading
+    never runs code from the file). Returns (model, config dict)."""
+    run = Path(run)
+    try:
+        config = folder.read_json(run / "config.json")
+    except (OSError, ValueError):
+        raise ValueError(f"{run}: not a run folder (no config.json); train one with `cnnlab train`") from None
+    weights_file = run / f"{weights}.weights.h5"
+    if not weights_file.exists():
+        raise ValueError(f"{run}: no {weights_file.name}; the run has not finished an epoch (cnnlab train --resume)")
+    classes = folder.read_json(run / "classes.json")
+    model = build_model(config["train"]["model"], tuple(config["input_shape"]), len(classes))
+    model.load_weights(weights_file)
+    return model, config
+
+
+def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256) -> tuple[np.ndarray, float]:
+    """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s."""
+    batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
+    outputs = []
+    started = time.perf_counter()
+    for index in range(len(batches)):
+        inputs, _ = batches[index]
+        outputs.append(np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False))))
+    seconds = time.perf_counter() - started
+    probabilities = np.concatenate(outputs).astype(np.float64)
+    if probabilities.shape[1] == 1:
+        probabilities = probabilities[:, 0]
+    return np.clip(probabilities, 0.0, 1.0), len(rows) / seconds if seconds > 0 else float("nan")
+
+
+def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "test"), write: bool = True) -> dict:
+    """Metrics of a run's best weights per split, plus size, time and speed. Writes evaluation.json."""
+    run = Path(run)
+    model, config = load_trained_model(run)
+    train_config = TrainConfig.from_dict(config["train"])
+    cache = open_cache(cache_dir or train_config.cache)
+    data = folder.read_json(run / "data.json")
+    if cache.split_hash != data["split_hash"]:
+        raise ValueError(f"{cache.root} is not the split {run} was trained on (split hash differs); pass its --data cache")
+    state = folder.read_state(run) or {}
+    pixel_scale = config["recipe"]["pixel_scale"]
+    result = {
+        "model": train_config.model, "run": str(run), "classes": cache.classes,
+        "parameters": count_parameters(model),
+        "model_file_megabytes": round((run / "best.weights.h5").stat().st_size / 1e6, 3),
+        "training_seconds": state.get("training_seconds"), "epochs_done": state.get("epochs_done"),
+        "best_epoch": state.get("best_epoch"), "splits": {},
+    }
+    threshold = None
+    for split in splits:
+        rows = cache.indices(split)
+        if split == "val" and train_config.val_limit:
+            from cnnlab.training.trainer import subset
+
+            rows = subset(rows, cache.labels, train_config.val_limit, train_config.seed)
+        if len(rows) == 0:
+            continue
+        probabilities, images_per_second = predict_probabilities(model, cache, rows, pixel_scale)
+        labels = cache.labels[rows]
+        if split == "val" and len(cache.classes) == 2:
+            threshold = choose_threshold(labels, probabilities)
+        report = classification_report(labels, probabilities, cache.classes,
+                                       threshold=threshold if len(cache.classes) == 2 else None)
+        report["inference_images_per_second"] = round(images_per_second, 1)
+        result["splits"][split] = report
+    result["validation_threshold"] = threshold
+    result = to_jsonable(result)
+    if write:
+        folder.write_json(run / "evaluation.json", result)
+    return result
+
+
+def format_evaluation(result: dict) -> str:
+    lines = [f"{result['model']} ({result['parameters']:,} parameters, {result['model_file_megabytes']} MB, "
+             f"trained {result['training_seconds']} s, best epoch {result['best_epoch']}/{result['epochs_done']})"]
+    header = f"{'split':6} {'n':>5} {'MSE':>6} {'logloss':>7} {'Pearson':>7} {'AUC':>6} {'acc@0.5':>7} {'bal@0.5':>7} {'tut.best':>8} {'acc@val-thr':>11}"
+    lines.append(header)
+    for split, report in result["splits"].items():
+        def number(key, digits=3):
+            value = report.get(key)
+            return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+        lines.append(
+            f"{split:6} {report.get('num_examples', '-'):>5} {number('mean_squared_error'):>6} {number('log_loss'):>7} "
+            f"{number('pearson_correlation'):>7} {number('roc_auc'):>6} {number('accuracy_at_0.5'):>7} "
+            f"{number('balanced_accuracy_at_0.5'):>7} {number('tutorial_best_accuracy'):>8} "
+            f"{number('accuracy_at_validation_threshold'):>11}"
+        )
+    if result.get("validation_threshold") is not None:
+        lines.append(f"threshold chosen on validation: {result['validation_threshold']:.3f}; "
+                     "'tut.best' is the tutorial's best of thresholds 0.1..0.9 picked on the same split (optimistic)")
+    return "\n".join(lines)

@@ -1,0 +1,54 @@
+"""Training progress: a live bar with loss and ETA on a terminal, one line per epoch otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from cnnlab.progress import Progress, format_duration
+from cnnlab.training.batches import keras
+
+
+class ProgressCallback(keras.callbacks.Callback):
+    def __init__(self, name: str, epochs: int, steps: int, live: bool | None = None, stream=None):
+        super().__init__()
+        self.name = name
+        self.epochs = epochs
+        self.steps = steps
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self.epoch_seconds: list[float] = []
+        self.bar: Progress | None = None
+        self.started = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        self.started = time.perf_counter()
+        self.bar = Progress(self.steps, f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
+                            stream=self.stream, live=self.live)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar and logs and "loss" in logs:
+            self.bar.update(1, postfix=f"loss {float(logs['loss']):.4f}")
+
+    def run_eta(self, epoch: int) -> float:
+        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        return mean * (self.epochs - epoch - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        self.epoch_seconds.append(time.perf_counter() - self.started)
+        shown = " ".join(
+            f"{key.replace('binary_accuracy', 'acc').replace('categorical_accuracy', 'acc')} {float(value):.4f}"
+            for key, value in logs.items() if key != "learning_rate"
+        )
+        line = (f"{self.name} epoch {epoch + 1}/{self.epochs}: {shown} "
+                f"({self.epoch_seconds[-1]:.1f} s, ETA {format_duration(self.run_eta(epoch))})")
+        if self.live and self.bar:
+            self.bar.close()
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def on_train_end(self, logs=None):
+        if self.model.stop_training and self.epoch + 1 < self.epochs:
+            self.stream.write(f"{self.name}: stopped early after epoch {self.epoch + 1} (no validation improvement)\n")
