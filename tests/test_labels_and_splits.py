@@ -73,6 +73,9 @@ def test_tutorial_split_takes_first_and_last_by_id():
     assert [p for p in paths if by_path[p] == "train" and p.startswith("cat")] == [f"cat.{i}.jpg" for i in range(20)]
     assert [p for p in paths if by_path[p] == "val" and p.startswith("cat")] == [f"cat.{i}.jpg" for i in range(25, 30)]
     assert sum(s is None for s in split) == 10  # ids 20-24 of each class are unused
+    with_test = dict(zip(paths, assign_splits(paths, labels, SplitOptions("tutorial", train=20, val=5, test=3))))
+    assert [p for p in paths if with_test[p] == "test" and p.startswith("dog")] == ["dog.20.jpg", "dog.21.jpg", "dog.22.jpg"]
+    assert {p for p in paths if with_test[p] == "val"} == {p for p in paths if by_path[p] == "val"}
     with pytest.raises(ValueError, match="needs 35 per class"):
         assign_splits(paths, labels, SplitOptions("tutorial", train=30, val=5))
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from cnnlab import __version__
 
@@ -108,6 +109,23 @@ def command_evaluate(arguments) -> int:
     return 0
 
 
+def command_reproduce(arguments) -> int:
+    from cnnlab.experiments.reproduce import BASELINE_NAMES, TUTORIAL_MODELS, ReproduceConfig, reproduce
+
+    def names(text, default):
+        return tuple(part for part in text.split(",") if part) if text is not None else default
+
+    config = ReproduceConfig(
+        data=data_argument(arguments.data), out=arguments.out, quick=arguments.quick,
+        models=names(arguments.models, TUTORIAL_MODELS), baselines=names(arguments.baselines, BASELINE_NAMES),
+        train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
+        max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
+    )
+    summary = reproduce(config)
+    print((Path(arguments.out) / "results.md").read_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnlab",
@@ -190,6 +208,25 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--split", choices=("val", "test", "all"), default="all", help="which split(s) to score")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=command_evaluate)
+
+    reproduce = commands.add_parser(
+        "reproduce", help="the tutorial end to end: survey, prepare, train all its models, baselines, results table",
+        description="Run Strika's 2019 tutorial end to end and write results.md / results.json beside the published "
+                    "figures. Resumable: run the same command again to continue a cut run. The full run takes about "
+                    "an hour on 2 CPU cores; --quick takes a few minutes.")
+    reproduce.add_argument("data", nargs="?", metavar="DATA", help=f"folder of photos (default: ${DATA_ENVIRONMENT})")
+    reproduce.add_argument("--data", dest="data_option", metavar="DATA", help="same as DATA")
+    reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
+    reproduce.add_argument("--quick", action="store_true", help="512 train / 128 val / 128 test photos per class, <= 3 epochs")
+    reproduce.add_argument("--models", help="comma-separated subset of the tutorial models (default: all five)")
+    reproduce.add_argument("--baselines", help="comma-separated baselines: majority,pixel-trees ('' for none)")
+    reproduce.add_argument("--train", type=int, help="training photos per class (default 2048; quick 512)")
+    reproduce.add_argument("--val", type=int, help="validation photos per class (default 512; quick 128)")
+    reproduce.add_argument("--test", type=int, help="test photos per class (default 400; quick 128)")
+    reproduce.add_argument("--max-epochs", type=int, help="cap every recipe's epochs (quick: 3)")
+    reproduce.add_argument("--seed", type=int, default=0, help="seed for weights and batch order")
+    reproduce.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
+    reproduce.set_defaults(handler=command_reproduce)
     return parser
 
 

@@ -2,7 +2,8 @@
 
 - "tutorial": per class, files sorted by their numeric id; the first 2,048 train and the last
   512 validate, as the tutorial does (it used glob order, which is not deterministic; sorting
-  by id is what it meant).
+  by id is what it meant). An optional test split takes the photos right after the training
+  ones, which the tutorial left unused, so validation stays exactly the tutorial's.
 - "stratified": per class, files ordered by a hash of (seed, path), so the assignment of a file
   never depends on which other files exist; validation and test are taken first, training gets
   the rest (or a fixed number). Class-balanced: each split takes the same count per class.
@@ -90,11 +91,13 @@ def assign_splits(paths: list[str], labels: list[str], options: SplitOptions) ->
                     f"class {label!r} has {len(members)} photos; the tutorial split needs "
                     f"{needed} per class (--train {train_count} --val {val_count}); lower them"
                 )
-            # First N for training, the last ones for validation (then test, from the end).
-            chosen = {"train": members[:train_count]}
-            tail = members[len(members) - val_count - test_count:] if (val_count + test_count) else []
-            chosen["val"] = tail[:val_count]
-            chosen["test"] = tail[val_count:]
+            # First N train and the last M validate, as the tutorial; a test split, if asked
+            # for, comes from the photos in between that the tutorial never used.
+            chosen = {
+                "train": members[:train_count],
+                "test": members[train_count:train_count + test_count],
+                "val": members[len(members) - val_count:] if val_count else [],
+            }
         else:
             members = sorted(members, key=lambda i: _seeded_order(paths[i], options.seed))
             val_count = _per_class(options.val, len(classes), "val")

@@ -1,0 +1,1 @@
+"""Experiments built from the library: the tutorial's reproduction (and later comparisons)."""

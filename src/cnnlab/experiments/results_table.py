@@ -1,0 +1,93 @@
+"""The reproduction's results table: our measured figures beside the tutorial's published ones,
+and a short reading of where they agree and where they differ (generated from the numbers)."""
+
+from __future__ import annotations
+
+import math
+
+# What the tutorial reports, on its 1,024 validation photos. Its accuracies are the best over
+# thresholds 0.1..0.9 chosen on those same photos.
+PUBLISHED = {
+    "mlp": {"note": "about as good as random guessing"},
+    "conv1": {"mse": 0.36, "pearson": 0.15},
+    "conv2": {"mse": 0.33, "pearson": 0.21, "accuracy": 0.61},
+    "conv2-wide": {"pearson": 0.30, "accuracy": 0.67},
+    "conv2-fc512": {"pearson": 0.42, "accuracy": 0.75},
+}
+
+
+def _number(value, digits=3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _pair(ours, published) -> str:
+    return f"{_number(ours, 2)} ({_number(published, 2)})" if published is not None else _number(ours, 2)
+
+
+def table_rows(results: list[dict]) -> list[dict]:
+    rows = []
+    for result in results:
+        val = result["splits"].get("val", {})
+        test = result["splits"].get("test", {})
+        published = PUBLISHED.get(result["model"], {})
+        rows.append({
+            "model": result["model"],
+            "family": result.get("family", "tutorial"),
+            "parameters": result.get("parameters"),
+            "epochs": result.get("epochs_done"),
+            "training_seconds": result.get("training_seconds"),
+            "val_mse": val.get("mean_squared_error"),
+            "val_pearson": val.get("pearson_correlation"),
+            "val_auc": val.get("roc_auc"),
+            "val_accuracy_at_0.5": val.get("accuracy_at_0.5"),
+            "val_tutorial_best_accuracy": val.get("tutorial_best_accuracy"),
+            "test_accuracy_at_validation_threshold": test.get("accuracy_at_validation_threshold"),
+            "published": published,
+        })
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| model | params | epochs | train s | val MSE (tutorial) | val Pearson (tutorial) | val AUC | val acc@0.5 "
+        "| val best-threshold acc (tutorial) | test acc, threshold from val |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        published = row["published"]
+        parameters = f"{row['parameters']:,}" if isinstance(row["parameters"], int) else "-"
+        lines.append(
+            f"| {row['model']} | {parameters} | {row['epochs'] or '-'} | {_number(row['training_seconds'], 0)} "
+            f"| {_pair(row['val_mse'], published.get('mse'))} | {_pair(row['val_pearson'], published.get('pearson'))} "
+            f"| {_number(row['val_auc'], 2)} | {_number(row['val_accuracy_at_0.5'], 2)} "
+            f"| {_pair(row['val_tutorial_best_accuracy'], published.get('accuracy'))} "
+            f"| {_number(row['test_accuracy_at_validation_threshold'], 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def reading(rows: list[dict]) -> list[str]:
+    """Plain sentences comparing each model to what the tutorial published."""
+    sentences = []
+    for row in rows:
+        published = row["published"]
+        parts = []
+        for key, label, tolerance in (("mse", "MSE", 0.03), ("pearson", "Pearson", 0.08), ("accuracy", "best-threshold accuracy", 0.05)):
+            if key not in published:
+                continue
+            ours = row["val_tutorial_best_accuracy" if key == "accuracy" else f"val_{key}"]
+            if ours is None or (isinstance(ours, float) and math.isnan(ours)):
+                parts.append(f"{label} undefined here (constant predictions) vs {published[key]:.2f} published")
+                continue
+            difference = ours - published[key]
+            verdict = "agrees with" if abs(difference) <= tolerance else ("is above" if difference > 0 else "is below")
+            parts.append(f"{label} {ours:.2f} {verdict} the published {published[key]:.2f}")
+        if "note" in published:
+            auc = row["val_auc"]
+            parts.append(f"published as '{published['note']}'; we measure AUC {_number(auc, 2)} "
+                         f"and accuracy at 0.5 of {_number(row['val_accuracy_at_0.5'], 2)}")
+        if parts:
+            sentences.append(f"- **{row['model']}**: " + "; ".join(parts) + ".")
+    return sentences
