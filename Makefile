@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 # The shared Kaggle photos when they are beside this checkout; override with DATA=... or CNNLAB_DATA.
 DATA ?= $(or $(CNNLAB_DATA),$(wildcard ../shared/datasets/dogs-vs-cats/train))
-CACHE ?= cache/tutorial
+# QUICK=1 runs the few-minute version of the reproduction (fewer photos and epochs).
+QUICK ?=
+OUT ?= runs/reproduce$(if $(QUICK),-quick)
 PYTEST_ARGS ?=
 
 .PHONY: setup run test test-slow bench clean
@@ -18,10 +20,10 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The main job: the tutorial's experiment end to end. Resumable: run it again after a cut.
 run: setup
 	@test -n "$(DATA)" || { echo "make run: no data; pass DATA=/path/to/photos or set CNNLAB_DATA" >&2; exit 2; }
-	$(BIN)/cnnlab survey "$(DATA)"
-	$(BIN)/cnnlab prepare "$(DATA)" --out $(CACHE) --split tutorial
+	$(BIN)/cnnlab reproduce "$(DATA)" --out $(OUT) $(if $(QUICK),--quick)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

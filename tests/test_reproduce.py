@@ -1,0 +1,76 @@
+"""`cnnlab reproduce` end to end on a tiny sample: the files and the table it writes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.experiments.reproduce import ReproduceConfig, reproduce
+from cnnlab.experiments.results_table import PUBLISHED, reading, table_rows
+
+
+@pytest.fixture(scope="module")
+def tiny_reproduction(shared_photos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    config = ReproduceConfig(str(shared_photos), str(out), quick=True, models=("mlp", "conv1"),
+                             baselines=("majority", "pixel-trees"), train_per_class=16, val_per_class=8,
+                             test_per_class=8, max_epochs=1, workers=1)
+    log = io.StringIO()
+    summary = reproduce(config, stream=log, show_progress=False)
+    return out, config, summary, log.getvalue()
+
+
+def test_writes_every_stage_and_a_results_table(tiny_reproduction):
+    out, _, summary, log = tiny_reproduction
+    for name in ("survey.json", "cache/manifest.json", "results.json", "results.md", "reproduce-config.json",
+                 "runs/mlp/best.weights.h5", "runs/conv1/metrics.jsonl", "runs/conv1/evaluation.json",
+                 "baselines/majority.json", "baselines/pixel-trees.json"):
+        assert (out / name).exists(), name
+    assert summary["images"] == {"train": 32, "val": 16, "test": 16}
+    assert [row["model"] for row in summary["rows"]] == ["mlp", "conv1", "majority", "pixel-trees"]
+    markdown = (out / "results.md").read_text()
+    assert "QUICK MODE" in markdown
+    assert "| conv1 | 8,637,473 | 1 |" in markdown  # tutorial shape: parameters as published architecture
+    assert "(0.36)" in markdown and "(0.15)" in markdown  # conv1's published MSE and Pearson beside ours
+    assert "## Reading" in markdown and "**conv1**" in markdown
+    assert "[3.2] train conv1" in log and "ETA" in log
+
+
+def test_results_match_the_run_evaluations(tiny_reproduction):
+    out, _, summary, _ = tiny_reproduction
+    evaluation = json.loads((out / "runs/conv1/evaluation.json").read_text())
+    row = next(row for row in summary["rows"] if row["model"] == "conv1")
+    assert row["val_mse"] == pytest.approx(evaluation["splits"]["val"]["mean_squared_error"])
+    assert row["published"] == PUBLISHED["conv1"]
+    majority = next(row for row in summary["rows"] if row["model"] == "majority")
+    assert majority["val_accuracy_at_0.5"] == pytest.approx(0.5)  # balanced split: majority is chance
+
+
+def test_running_again_reuses_everything_and_other_settings_are_refused(tiny_reproduction):
+    out, config, summary, _ = tiny_reproduction
+    log = io.StringIO()
+    again = reproduce(config, stream=log, show_progress=False)
+    assert "done before, reused" in log.getvalue()
+    assert [row["val_mse"] for row in again["rows"]] == [row["val_mse"] for row in summary["rows"]]
+    changed = ReproduceConfig(config.data, config.out, quick=True, models=("mlp",), train_per_class=20,
+                              val_per_class=8, test_per_class=8, max_epochs=1)
+    with pytest.raises(ValueError, match="other settings"):
+        reproduce(changed, stream=io.StringIO(), show_progress=False)
+
+
+def test_reading_states_agreement_and_difference():
+    rows = [{"model": "conv2", "published": PUBLISHED["conv2"], "val_mse": 0.34, "val_pearson": 0.05,
+             "val_tutorial_best_accuracy": 0.61, "val_auc": 0.6, "val_accuracy_at_0.5": 0.55}]
+    sentence = reading(rows)[0]
+    assert "MSE 0.34 agrees with the published 0.33" in sentence
+    assert "Pearson 0.05 is below the published 0.21" in sentence
+    assert "accuracy 0.61 agrees with the published 0.61" in sentence
+
+
+def test_cli_reproduce_help_mentions_time_and_quick():
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "reproduce", "--help"], capture_output=True, text=True, timeout=60)
+    assert "--quick" in result.stdout and "Resumable" in result.stdout
