@@ -140,7 +140,8 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     to_decode = [str(root / found.paths[position]) for position, _, reuse in plan if reuse is None]
     cache_dir.mkdir(parents=True, exist_ok=True)
     row_shape = (options.decode.height, options.decode.width, 3)
-    progress = Progress(len(to_decode), f"prepare {root.name}", live=None if show_progress else False)
+    progress = Progress(len(to_decode), f"prepare {root.name}", live=None if show_progress else False,
+                        stream=None if show_progress else open(os.devnull, "w"))
 
     def resolve(decoded):
         """Yield (record or skip, pixels source) in plan order: new bytes or an old row number."""
