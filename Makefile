@@ -9,7 +9,9 @@ QUICK ?=
 OUT ?= runs/reproduce$(if $(QUICK),-quick)
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-slow bench clean
+VENV_TF := .venv-tf
+
+.PHONY: setup setup-tensorflow run test test-slow test-tensorflow bench clean
 
 # Re-install only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
@@ -19,6 +21,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
+
+# A second environment with the [tensorflow] extra: the tutorial's own engine.
+$(VENV_TF)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV_TF)
+	$(VENV_TF)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_TF)/bin/python -m pip install --quiet -e '.[tensorflow,test]'
+	touch $@
+
+setup-tensorflow: $(VENV_TF)/.installed
 
 # The main job: the tutorial's experiment end to end. Resumable: run it again after a cut.
 run: setup
@@ -31,8 +42,11 @@ test: setup
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
+test-tensorflow: setup setup-tensorflow
+	CNNLAB_TENSORFLOW_PYTHON=$(VENV_TF)/bin/python $(BIN)/python -m pytest tests/test_backends.py $(PYTEST_ARGS)
+
 bench: setup
 	$(BIN)/python benchmarks/data_pipeline.py
 
 clean:
-	rm -rf $(VENV) cache runs reports .pytest_cache
+	rm -rf $(VENV) $(VENV_TF) cache runs reports .pytest_cache

@@ -26,7 +26,11 @@ REEXEC_MARKER = "CNNLAB_ALLOCATOR_APPLIED"
 ALLOCATOR_SWITCH = "CNNLAB_ALLOCATOR"
 
 DEFAULT_BACKEND = "torch"
-IMAGE_DATA_FORMAT = "channels_first"
+# Each backend's fast layout on a CPU: PyTorch's convolutions are NCHW (with channels_last,
+# Keras transposes at every convolution: 2.2x slower, measured), TensorFlow's CPU kernels are
+# NHWC. CNNLAB_IMAGE_FORMAT overrides.
+IMAGE_DATA_FORMATS = {"torch": "channels_first", "tensorflow": "channels_last", "jax": "channels_last"}
+IMAGE_FORMAT_SWITCH = "CNNLAB_IMAGE_FORMAT"
 
 
 def allocator_is_tuned() -> bool:
@@ -57,11 +61,8 @@ def prepare_process(argv: list[str]) -> None:
 
 
 def configure_keras(backend: str | None = None) -> None:
-    """Choose the backend (PyTorch unless KERAS_BACKEND says otherwise) and channels_first.
-
-    channels_first matters on PyTorch: with channels_last Keras transposes at every
-    convolution and trains 2.2x slower (measured here on the tutorial's conv2 model).
-    """
+    """Choose the backend (PyTorch unless KERAS_BACKEND says otherwise) and its image layout
+    (channels_first on PyTorch, channels_last on TensorFlow and JAX)."""
     if backend:
         os.environ["KERAS_BACKEND"] = backend
     os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
@@ -69,7 +70,10 @@ def configure_keras(backend: str | None = None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    keras.config.set_image_data_format(IMAGE_DATA_FORMAT)
+    layout = os.environ.get(IMAGE_FORMAT_SWITCH) or IMAGE_DATA_FORMATS.get(keras.backend.backend(), "channels_last")
+    if layout not in ("channels_first", "channels_last"):
+        raise ValueError(f"{IMAGE_FORMAT_SWITCH}={layout!r}: use channels_first or channels_last")
+    keras.config.set_image_data_format(layout)
 
 
 def backend_name() -> str:
