@@ -57,8 +57,9 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
     run = Path(run)
     model, config = load_trained_model(run)
     train_config = TrainConfig.from_dict(config["train"])
-    cache = open_cache(cache_dir or train_config.cache)
     data = folder.read_json(run / "data.json")
+    # data.json holds the cache's resolved path; the config's may be relative to another directory.
+    cache = open_cache(cache_dir or data.get("cache") or train_config.cache)
     if cache.split_hash != data["split_hash"]:
         raise ValueError(f"{cache.root} is not the split {run} was trained on (split hash differs); pass its --data cache")
     state = folder.read_state(run) or {}

@@ -88,11 +88,14 @@ def load_optimizer(optimizer, model, path: Path) -> None:
     """Restore what save_optimizer wrote into a freshly built optimizer of the same kind."""
     optimizer.build(model.trainable_variables)
     with np.load(path, allow_pickle=False) as stored:
-        names = list(stored["names"])
-        if names != [variable.path for variable in optimizer.variables]:
+        # Compare shapes, not the stored names: Keras numbers the names of optimizers and
+        # unnamed layers per process ('adam' in a fresh process, 'adam_1' after a first run in
+        # the same one), so the names would refuse a valid resume from a notebook or test.
+        arrays = [stored[f"{index:04d}"] for index in range(len(stored["names"]))]
+        if [array.shape for array in arrays] != [tuple(variable.shape) for variable in optimizer.variables]:
             raise ValueError(f"{path}: optimizer state does not match this model; start a new run (--out)")
-        for index, variable in enumerate(optimizer.variables):
-            variable.assign(stored[f"{index:04d}"])
+        for variable, array in zip(optimizer.variables, arrays):
+            variable.assign(array)
 
 
 def write_metrics_file(run: Path, history: list[dict]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -59,7 +61,9 @@ class EpochCommit(keras.callbacks.Callback):
         entry = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self.epoch_started, 3)}
         for key, value in sorted(logs.items()):
             name = key.replace("binary_accuracy", "accuracy").replace("categorical_accuracy", "accuracy")
-            entry[name if name.startswith("val_") else f"train_{name}"] = float(value)
+            # A diverged epoch (NaN/inf loss) is recorded as null: JSON has no NaN, and a crash
+            # here would lose the whole run.
+            entry[name if name.startswith("val_") else f"train_{name}"] = _finite_or_none(value)
         entry["learning_rate"] = float(np.asarray(self.optimizer_.learning_rate))
         state = dict(self.state)
         number = f"{epoch + 1:04d}"
@@ -70,7 +74,10 @@ class EpochCommit(keras.callbacks.Callback):
         state["last_weights"] = f"checkpoint/epoch-{number}.weights.h5"
         state["last_optimizer"] = f"checkpoint/optimizer-{number}.npz"
         val_loss = entry.get("val_loss", entry.get("train_loss"))
-        improved = state.get("best_val_loss") is None or (np.isfinite(val_loss) and val_loss < state["best_val_loss"])
+        # The first epoch is always "best" so that best.weights.h5 exists; after that only a
+        # finite, lower loss counts (a null best is beaten by any finite loss).
+        improved = "best_weights" not in state or (
+            val_loss is not None and (state.get("best_val_loss") is None or val_loss < state["best_val_loss"]))
         if improved:
             state.update(best_val_loss=val_loss, best_epoch=epoch + 1, best_weights=state["last_weights"], epochs_without_improvement=0)
         else:
@@ -82,12 +89,24 @@ class EpochCommit(keras.callbacks.Callback):
             state["stopped_early"] = True
             self.model.stop_training = True
         folder.write_json(self.run / folder.STATE_NAME, state)  # the commit point
-        folder.write_metrics_file(self.run, state["history"])
-        folder.publish(self.run, self.run / state["last_weights"], "last.weights.h5")
-        folder.publish(self.run, self.run / state["best_weights"], "best.weights.h5")
-        folder.remove_unreferenced_checkpoints(self.run, state)
+        publish_committed_state(self.run, state)
         self.state.clear()
         self.state.update(state)
+
+
+def _finite_or_none(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def publish_committed_state(run: Path, state: dict) -> None:
+    """Derive metrics.jsonl, last/best.weights.h5 from the committed state.json. Called after
+    every commit and again on resume: a kill between the commit and these writes would
+    otherwise leave them one epoch behind for good when no epoch remains to be trained."""
+    folder.write_metrics_file(run, state["history"])
+    folder.publish(run, run / state["last_weights"], "last.weights.h5")
+    folder.publish(run, run / state["best_weights"], "best.weights.h5")
+    folder.remove_unreferenced_checkpoints(run, state)
 
 
 def _check_run_folder(run: Path, resume: bool) -> dict | None:
@@ -108,7 +127,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     state = _check_run_folder(run, resume)
     if state is not None:
         stored = TrainConfig.from_dict(folder.read_json(run / "config.json")["train"])
-        config = stored  # a resumed run continues exactly as it was configured
+        # A resumed run continues exactly as it was configured, but reads the cache and run
+        # folder where the caller says they are now: a relative --data stored by a run started
+        # in another directory would not open (the split hash check below guards the data).
+        config = dataclasses.replace(stored, cache=config.cache, out=config.out)
         if state.get("finished"):
             return state
     recipe = config.recipe()
@@ -121,13 +143,17 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     height, width, channels = cache.image_shape
     input_shape = (channels, height, width) if keras.config.image_data_format() == "channels_first" else (height, width, channels)
     model = build_model(config.model, input_shape, num_classes)
+    if state is not None:
+        publish_committed_state(run, state)
+        # Before compiling: the file holds no optimizer, and a compiled model warns that it
+        # skipped loading one (the optimizer is restored from its own checkpoint below).
+        model.load_weights(run / state["last_weights"])
     optimizer = _compile(model, recipe, num_classes)
     if state is None:
         run.mkdir(parents=True, exist_ok=True)
         _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
     else:
-        model.load_weights(run / state["last_weights"])
         folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
     train_batches = CacheBatches(cache.images, cache.labels, train_rows, num_classes, recipe.batch_size,
                                  recipe.pixel_scale, shuffle=True, seed=config.seed, epoch=state["epochs_done"])

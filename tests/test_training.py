@@ -1,0 +1,531 @@
+"""The training engine: a self-describing run folder, resume after kill -9, best weights and
+early stopping, seeding, streamed batches, progress lines, and every registered model training.
+
+Everything runs on one tiny cache (24 real photos at 16x12: train 8, val 8, test 8) so the
+whole file stays well within a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cnnlab import cli
+from cnnlab.data.cache import PrepareOptions, prepare
+from cnnlab.data.decode import DecodeOptions
+from cnnlab.data.reader import open_cache
+from cnnlab.data.splits import SplitOptions
+from cnnlab.models import model_names
+from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, REEXEC_MARKER
+from cnnlab.training import trainer
+from cnnlab.training.batches import CacheBatches, encode_labels
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.evaluation import load_trained_model
+from cnnlab.training.trainer import EpochCommit, train
+from conftest import real_photos
+
+EPOCHS = 6
+WIDTH, HEIGHT = 16, 12  # every registered model still fits (conv2-fc512 ends at 2x1x128)
+METRIC_KEYS = {"epoch", "seconds", "train_loss", "train_mse", "train_accuracy", "val_loss", "val_mse",
+               "val_accuracy", "learning_rate"}
+# The per-epoch train losses and final weights of a resumed run are compared with an
+# uninterrupted one at this tolerance. Measured here: they are bit-identical (difference 0.0)
+# on CPU PyTorch; the tolerance only allows for reduction-order noise on other machines. A
+# repeated or skipped epoch, a wrong batch order or a fresh optimizer differ by > 1e-3.
+RESUME_RTOL, RESUME_ATOL = 1e-6, 1e-7
+
+
+# ---- fixtures and helpers ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_cache(shared_photos, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    photos = root / "photos"
+    photos.mkdir()
+    for path in real_photos(shared_photos, 12):
+        shutil.copy(path, photos / path.name)
+    options = PrepareOptions(decode=DecodeOptions(WIDTH, HEIGHT),
+                             split=SplitOptions("stratified", val=8, test=8), workers=1)
+    prepare(photos, root / "cache", options, show_progress=False)
+    return root / "cache"
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_cache):
+    return open_cache(tiny_cache)
+
+
+def make_config(cache_dir, out, **overrides) -> TrainConfig:
+    """conv1 with unit pixels and lr 1e-3 (it learns), batch 4: two training steps per epoch."""
+    settings = dict(model="conv1", cache=str(cache_dir), out=str(out), epochs=EPOCHS, batch_size=4,
+                    learning_rate=1e-3, pixel_scale="unit", seed=0)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def quiet_train(config: TrainConfig, **keywords) -> tuple[dict, str]:
+    stream = io.StringIO()
+    state = train(config, stream=stream, show_progress=keywords.pop("show_progress", False), **keywords)
+    return state, stream.getvalue()
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_cache, tmp_path_factory):
+    """An uninterrupted seed-0 run: (run folder, final state, progress text)."""
+    run = tmp_path_factory.mktemp("runs") / "finished"
+    state, progress = quiet_train(make_config(tiny_cache, run))
+    return run, state, progress
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def model_weights(run: Path, which: str) -> list[np.ndarray]:
+    model, _ = load_trained_model(run, which)
+    return [np.array(weight) for weight in model.get_weights()]
+
+
+def same_weights(first, second) -> bool:
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def losses(history, key="train_loss") -> list:
+    return [entry[key] for entry in history]
+
+
+def without_seconds(history) -> list[dict]:
+    return [{key: value for key, value in entry.items() if key != "seconds"} for entry in history]
+
+
+@pytest.fixture
+def scripted_val_losses(monkeypatch):
+    """Replace each epoch's val_loss by a scripted value and snapshot the model's weights at
+    every epoch end, so best-epoch selection can be checked against known numbers."""
+    script: list[float] = []
+    snapshots: list[list[np.ndarray]] = []
+    original = EpochCommit.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        logs["val_loss"] = script[epoch]
+        snapshots.append([np.array(weight, copy=True) for weight in self.model.get_weights()])
+        return original(self, epoch, logs)
+
+    monkeypatch.setattr(EpochCommit, "on_epoch_end", on_epoch_end)
+    return script, snapshots
+
+
+# ---- 1. the run folder describes itself ------------------------------------------------------
+
+def test_run_folder_describes_itself(finished_run, cache, tiny_cache):
+    run, state, _ = finished_run
+    config = json.loads((run / "config.json").read_text())
+    assert TrainConfig.from_dict(config["train"]) == make_config(tiny_cache, run)
+    assert config["recipe"]["learning_rate"] == 1e-3 and config["recipe"]["pixel_scale"] == "unit"
+    assert config["recipe"]["batch_size"] == 4 and config["recipe"]["epochs"] == EPOCHS
+    assert config["recipe"]["loss"] == "bce" and config["recipe"]["optimizer"] == "adam"  # conv1's own recipe
+    assert config["input_shape"] == [3, HEIGHT, WIDTH]
+    assert config["image_data_format"] == "channels_first"
+    assert config["backend"] == "torch"
+    assert config["parameters"] > 0
+
+    assert json.loads((run / "classes.json").read_text()) == cache.classes == ["cat", "dog"]
+    data = json.loads((run / "data.json").read_text())
+    assert data["split_hash"] == cache.split_hash
+    assert Path(data["cache"]) == tiny_cache.resolve()
+    assert (data["train_images"], data["val_images"], data["test_images"]) == (8, 8, 8)
+    versions = json.loads((run / "versions.json").read_text())
+    assert {"python", "cnnlab", "keras", "torch", "numpy"} <= set(versions)
+
+    metrics = read_metrics(run)
+    assert [entry["epoch"] for entry in metrics] == list(range(1, EPOCHS + 1))
+    for entry in metrics:
+        assert set(entry) == METRIC_KEYS
+        assert all(math.isfinite(entry[key]) for key in METRIC_KEYS)
+        assert 0 <= entry["train_accuracy"] <= 1 and 0 <= entry["val_accuracy"] <= 1
+        assert entry["learning_rate"] == pytest.approx(1e-3)
+    assert metrics == state["history"]
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]  # it learns the 8 training photos
+
+    # Best = lowest validation loss in metrics.jsonl (first one on ties), and its weights file.
+    val = losses(metrics, "val_loss")
+    assert state["best_epoch"] == int(np.argmin(val)) + 1
+    assert state["best_val_loss"] == min(val)
+    assert state["finished"] is True and state["epochs_done"] == EPOCHS
+    assert (run / "best.weights.h5").is_file() and (run / "last.weights.h5").is_file()
+    assert same_weights(model_weights(run, "best"), model_weights(run, state["best_weights"].removesuffix(".weights.h5")))
+    assert same_weights(model_weights(run, "last"), model_weights(run, state["last_weights"].removesuffix(".weights.h5")))
+    # Only the checkpoints state.json names are kept.
+    kept = {f"checkpoint/{path.name}" for path in (run / "checkpoint").iterdir()}
+    assert kept == {state["best_weights"], state["last_weights"], state["last_optimizer"]}
+
+
+# ---- 6. progress without a terminal ----------------------------------------------------------
+
+def test_progress_without_a_terminal_prints_one_line_per_epoch(finished_run):
+    _, _, progress = finished_run
+    lines = progress.splitlines()
+    assert len(lines) == EPOCHS
+    assert "\r" not in progress and "\x1b" not in progress
+    for epoch, line in enumerate(lines, start=1):
+        assert line.startswith(f"conv1 epoch {epoch}/{EPOCHS}: ")
+        assert " loss " in line and " val_loss " in line and "ETA" in line
+
+
+# ---- 2. resume after kill -9 -----------------------------------------------------------------
+
+def _cli_environment() -> dict:
+    return {key: value for key, value in os.environ.items() if key not in ALLOCATOR_ENVIRONMENT and key != REEXEC_MARKER}
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(finished_run, tiny_cache, tmp_path):
+    reference_run, reference, _ = finished_run
+    # Started the way a user does, with paths relative to its own working directory; resumed
+    # below from pytest's directory with absolute paths (the run must not depend on the cwd).
+    (tmp_path / "cache").symlink_to(tiny_cache.resolve(), target_is_directory=True)
+    command = [sys.executable, "-m", "cnnlab", "train", "conv1", "--data", "cache", "--out", "cut",
+               "--epochs", str(EPOCHS), "--pixels", "unit", "--lr", "1e-3", "--batch-size", "4", "--no-evaluate"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=_cli_environment(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    run = tmp_path / "cut"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if json.loads((run / "state.json").read_text())["epochs_done"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            time.sleep(0.005)
+        assert process.poll() is None, f"training ended before it could be killed: {process.stderr.read().decode()[-2000:]}"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stderr.close()
+    killed = json.loads((run / "state.json").read_text())
+    assert 1 <= killed["epochs_done"] < EPOCHS, "the kill came too late to test resuming; raise EPOCHS"
+    assert not killed.get("finished")
+
+    arguments = ["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", str(EPOCHS),
+                 "--pixels", "unit", "--lr", "1e-3", "--batch-size", "4", "--no-evaluate", "--resume"]
+    assert cli.run(arguments) == 0
+
+    state = json.loads((run / "state.json").read_text())
+    metrics = read_metrics(run)
+    assert [entry["epoch"] for entry in metrics] == list(range(1, EPOCHS + 1))  # each exactly once
+    assert metrics == state["history"]
+    assert state["finished"] is True and state["epochs_done"] == EPOCHS
+    # Same seed, same batches, restored optimizer: the same training as without the kill.
+    np.testing.assert_allclose(losses(metrics), losses(reference["history"]), rtol=RESUME_RTOL, atol=RESUME_ATOL)
+    np.testing.assert_allclose(losses(metrics, "val_loss"), losses(reference["history"], "val_loss"),
+                               rtol=RESUME_RTOL, atol=RESUME_ATOL)
+    resumed, uninterrupted = model_weights(run, "last"), model_weights(reference_run, "last")
+    assert len(resumed) == len(uninterrupted)
+    for mine, theirs in zip(resumed, uninterrupted):
+        np.testing.assert_allclose(mine, theirs, rtol=RESUME_RTOL, atol=RESUME_ATOL)
+    assert state["best_epoch"] == reference["best_epoch"]
+
+
+def test_an_existing_run_is_refused_without_resume(finished_run, tiny_cache, tmp_path, capsys):
+    run, _, _ = finished_run
+    before = (run / "state.json").read_bytes()
+    arguments = ["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", "1", "--no-evaluate"]
+    assert cli.run(arguments) == 2
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert str(run) in error and "--resume" in error
+    assert (run / "state.json").read_bytes() == before
+
+    # A non-empty folder that is not a run is refused too, with or without --resume.
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    for extra in ([], ["--resume"]):
+        assert cli.run(["train", "conv1", "--data", str(tiny_cache), "--out", str(stranger), "--no-evaluate", *extra]) == 2
+        error = capsys.readouterr().err
+        assert len(error.strip().splitlines()) == 1 and str(stranger) in error
+    assert sorted(path.name for path in stranger.iterdir()) == ["notes.txt"]
+
+
+def test_resuming_a_finished_run_does_nothing(finished_run, tiny_cache, tmp_path):
+    source, reference, _ = finished_run
+    run = tmp_path / "copy"
+    shutil.copytree(source, run)
+    files = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.rglob("*") if path.is_file()}
+    state, progress = quiet_train(make_config(tiny_cache, run, epochs=EPOCHS + 3), resume=True)
+    assert state == reference
+    assert progress == ""
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.rglob("*") if path.is_file()} == files
+
+
+def test_resume_repairs_files_of_a_kill_right_after_the_last_commit(finished_run, tiny_cache, tmp_path, recwarn):
+    """Killed after state.json committed the last epoch but before metrics.jsonl and the public
+    weights were rewritten: no epoch is left to train, yet the folder must end complete."""
+    source, reference, _ = finished_run
+    run = tmp_path / "copy"
+    shutil.copytree(source, run)
+    state = json.loads((run / "state.json").read_text())
+    for key in ("finished", "training_seconds"):
+        state.pop(key)
+    (run / "state.json").write_text(json.dumps(state))
+    lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
+    (run / "metrics.jsonl").write_text("".join(lines[:-1]))
+    (run / "last.weights.h5").unlink()
+    (run / "best.weights.h5").unlink()
+
+    resumed, progress = quiet_train(make_config(tiny_cache, run), resume=True)
+    assert progress == ""  # nothing was trained again
+    assert resumed["finished"] is True and resumed["history"] == reference["history"]
+    assert read_metrics(run) == reference["history"]
+    assert same_weights(model_weights(run, "last"), model_weights(source, "last"))
+    assert same_weights(model_weights(run, "best"), model_weights(source, "best"))
+    # The weights files hold no optimizer; loading one must not warn that it skipped the optimizer.
+    assert not [warning for warning in recwarn if "Skipping variable loading" in str(warning.message)]
+
+
+# ---- 3. best weights and early stopping ------------------------------------------------------
+
+def test_best_weights_are_the_best_epochs_not_the_last(scripted_val_losses, tiny_cache, tmp_path):
+    script, snapshots = scripted_val_losses
+    script[:] = [0.9, 0.5, 0.7, 0.8]  # validation loss rises after epoch 2
+    run = tmp_path / "run"
+    state, _ = quiet_train(make_config(tiny_cache, run, epochs=4))
+    assert state["best_epoch"] == 2 and state["best_val_loss"] == 0.5
+    assert state["epochs_done"] == 4 and not state.get("stopped_early")  # ran out of epochs
+    assert losses(read_metrics(run), "val_loss") == script
+    assert not same_weights(snapshots[1], snapshots[3])
+    assert same_weights(model_weights(run, "best"), snapshots[1])
+    assert same_weights(model_weights(run, "last"), snapshots[3])
+
+
+def test_early_stopping_stops_and_records_it(scripted_val_losses, tiny_cache, tmp_path):
+    script, snapshots = scripted_val_losses
+    script[:] = [0.5, 0.6, 0.7, 0.4, 0.3, 0.2]  # would improve later, but patience 2 stops at 3
+    run = tmp_path / "run"
+    state, progress = quiet_train(make_config(tiny_cache, run, epochs=6, patience=2))
+    assert state["stopped_early"] is True and state["finished"] is True
+    assert state["epochs_done"] == 3 and len(snapshots) == 3
+    assert [entry["epoch"] for entry in read_metrics(run)] == [1, 2, 3]
+    assert state["best_epoch"] == 1
+    assert same_weights(model_weights(run, "best"), snapshots[0])
+    assert same_weights(model_weights(run, "last"), snapshots[2])
+    lines = progress.splitlines()
+    assert len(lines) == 4 and "stopped early after epoch 3" in lines[-1]
+    # Resuming a run that stopped early trains nothing more.
+    again, _ = quiet_train(make_config(tiny_cache, run, epochs=6, patience=2), resume=True)
+    assert again["epochs_done"] == 3 and len(snapshots) == 3
+
+
+def test_best_weights_are_exported_when_epochs_run_out(scripted_val_losses, tiny_cache, tmp_path):
+    script, snapshots = scripted_val_losses
+    script[:] = [0.9, 0.8, 0.7]  # improves every epoch: best is the last
+    run = tmp_path / "run"
+    state, _ = quiet_train(make_config(tiny_cache, run, epochs=3, patience=1))
+    assert not state.get("stopped_early") and state["best_epoch"] == 3
+    assert same_weights(model_weights(run, "best"), snapshots[2])
+    assert same_weights(model_weights(run, "best"), model_weights(run, "last"))
+
+
+def test_a_diverging_run_records_null_losses_instead_of_crashing(tiny_cache, tmp_path):
+    """SGD at lr 1e8 on raw pixels overflows to NaN; JSON has no NaN. Before the fix, the epoch
+    commit raised 'Out of range float values are not JSON compliant' and the run was lost."""
+    run = tmp_path / "run"
+    state, _ = quiet_train(make_config(tiny_cache, run, epochs=2, optimizer="sgd", learning_rate=1e8, pixel_scale="raw"))
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in metrics] == [1, 2]
+    assert any(entry["val_loss"] is None for entry in metrics)
+    assert state["best_epoch"] is not None and (run / "best.weights.h5").is_file()
+    finite = [entry["val_loss"] for entry in metrics if entry["val_loss"] is not None]
+    assert state["best_val_loss"] == (min(finite) if finite else None)
+
+
+# ---- 4. seeding --------------------------------------------------------------------------------
+
+def test_same_seed_same_metrics_and_batches_follow_seed_and_epoch(finished_run, tiny_cache, cache, tmp_path, monkeypatch):
+    _, reference, _ = finished_run
+    # Record the training batches fetched inside each epoch (Keras also peeks at one batch
+    # before training to build the model's metrics; that one trains nothing).
+    seen: list[tuple[int, tuple[int, ...]]] = []
+    in_epoch: list[int] = []
+    original_getitem, original_begin, original_end = CacheBatches.__getitem__, EpochCommit.on_epoch_begin, EpochCommit.on_epoch_end
+
+    def recording_getitem(self, index):
+        if self.shuffle and in_epoch:
+            seen.append((in_epoch[0], tuple(int(row) for row in self.batch_rows(index))))
+        return original_getitem(self, index)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        original_begin(self, epoch, logs)
+        in_epoch[:] = [epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        in_epoch.clear()
+        original_end(self, epoch, logs)
+
+    monkeypatch.setattr(CacheBatches, "__getitem__", recording_getitem)
+    monkeypatch.setattr(EpochCommit, "on_epoch_begin", on_epoch_begin)
+    monkeypatch.setattr(EpochCommit, "on_epoch_end", on_epoch_end)
+    # show_progress=True on a stream that is not a terminal: still one line per epoch.
+    # The first 3 epochs do not depend on how many follow, so 3 suffice to compare.
+    state, progress = quiet_train(make_config(tiny_cache, tmp_path / "again", epochs=3), show_progress=True)
+    assert without_seconds(state["history"]) == without_seconds(reference["history"][:3])
+    assert len(progress.splitlines()) == 3 and "\r" not in progress
+
+    # What Keras trained on in epoch e is exactly CacheBatches' (seed 0, epoch e) order.
+    train_rows = cache.indices("train")
+    for epoch in range(3):
+        rows = [row for seen_epoch, batch in seen if seen_epoch == epoch for row in batch]
+        expected = CacheBatches(cache.images, cache.labels, train_rows, 2, 4, "unit", shuffle=True, seed=0, epoch=epoch)
+        assert rows == [int(row) for row in expected.order]
+    assert len(seen) == 3 * 2
+
+    other, _ = quiet_train(make_config(tiny_cache, tmp_path / "other", epochs=1, seed=1))
+    assert losses(other["history"]) != losses(reference["history"])[:1]
+
+
+def test_cache_batches_each_epoch_is_a_seeded_permutation(cache):
+    rows = np.flatnonzero(cache.splits != "test")  # 16 rows, not contiguous
+    def make(seed, epoch):
+        return CacheBatches(cache.images, cache.labels, rows, 2, 5, "raw", shuffle=True, seed=seed, epoch=epoch)
+
+    batches = make(seed=7, epoch=0)
+    orders = []
+    for epoch in range(4):
+        assert batches.epoch == epoch
+        assert len(batches) == 4  # 16 rows in batches of 5: 5, 5, 5, 1
+        order = np.concatenate([batches.batch_rows(index) for index in range(len(batches))])
+        assert sorted(order.tolist()) == rows.tolist()  # a permutation: every row once
+        assert order.tolist() == make(seed=7, epoch=epoch).order.tolist()  # same (seed, epoch), same order
+        orders.append(order.tolist())
+        batches.on_epoch_end()  # what Keras calls between epochs
+    assert len({tuple(order) for order in orders}) == 4  # differs across epochs
+    assert make(seed=8, epoch=0).order.tolist() != orders[0]  # and across seeds
+    unshuffled = CacheBatches(cache.images, cache.labels, rows, 2, 5, "raw", shuffle=False)
+    unshuffled.on_epoch_end()
+    assert unshuffled.order.tolist() == rows.tolist()
+
+
+def test_cache_batches_keep_labels_with_their_images(cache):
+    rows = np.arange(len(cache.images))  # all 24 photos, 12 per class
+    batches = CacheBatches(cache.images, cache.labels, rows, 2, 5, "raw", shuffle=True, seed=3)
+    # Every photo is distinct: find each batch image's cache row by its pixels.
+    by_pixels = {cache.images[row].tobytes(): row for row in rows}
+    assert len(by_pixels) == len(rows)
+    for epoch in range(4):
+        batches.set_epoch(epoch)
+        seen = []
+        for index in range(len(batches)):
+            inputs, targets = batches[index]
+            assert targets.shape == (len(inputs), 1) and targets.dtype == np.float32
+            for image, target in zip(inputs, targets):
+                row = by_pixels[image.transpose(1, 2, 0).astype(np.uint8).tobytes()]
+                assert target[0] == cache.labels[row]
+                seen.append(row)
+            assert seen[-len(inputs):] == batches.batch_rows(index).tolist()  # in shuffled order
+        assert sorted(seen) == rows.tolist()
+
+
+def test_labels_are_one_hot_for_more_than_two_classes():
+    labels = np.array([2, 0, 1])
+    np.testing.assert_array_equal(encode_labels(labels, 3), np.eye(3, dtype=np.float32)[[2, 0, 1]])
+    assert encode_labels(np.array([1, 0, 1]), 2).tolist() == [[1.0], [0.0], [1.0]]
+
+
+# ---- 5. streaming ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pixel_scale, divisor", [("raw", 1.0), ("unit", 255.0)])
+def test_batches_are_float32_channels_first_and_scaled(cache, pixel_scale, divisor):
+    rows = cache.indices("val")
+    batches = CacheBatches(cache.images, cache.labels, rows, 2, 5, pixel_scale, shuffle=True, seed=0)
+    inputs, targets = batches[0]
+    assert inputs.dtype == np.float32 and inputs.flags.c_contiguous
+    assert inputs.shape == (5, 3, HEIGHT, WIDTH)
+    expected = cache.images[batches.batch_rows(0)].astype(np.float32).transpose(0, 3, 1, 2) / divisor
+    np.testing.assert_allclose(inputs, expected, rtol=1e-6)
+    assert inputs.max() > (100 if pixel_scale == "raw" else 0.3) and inputs.max() <= 255.0 / divisor
+    assert batches[1][0].shape == (3, 3, HEIGHT, WIDTH)  # the short last batch
+    assert isinstance(cache.images, np.memmap) and cache.images.dtype == np.uint8
+    assert isinstance(batches.images, np.memmap)
+
+
+class ReadRecorder:
+    """Stands in for the cache's memmap and records how many rows each read touches."""
+
+    def __init__(self, images):
+        self.images = images
+        self.shape = images.shape
+        self.dtype = images.dtype
+        self.reads: list[int] = []
+
+    def __getitem__(self, index):
+        block = self.images[index]
+        self.reads.append(1 if block.ndim == 3 else len(block))
+        return block
+
+    def __array__(self, *args, **kwargs):
+        raise AssertionError("the whole cache was converted to an array")
+
+    def __len__(self):
+        return len(self.images)
+
+
+def test_training_reads_the_cache_a_batch_at_a_time(tiny_cache, tmp_path, monkeypatch):
+    recorders = []
+
+    def recording_open_cache(path):
+        opened = open_cache(path)
+        assert isinstance(opened.images, np.memmap)
+        opened.images = ReadRecorder(opened.images)
+        recorders.append(opened.images)
+        return opened
+
+    monkeypatch.setattr(trainer, "open_cache", recording_open_cache)
+    state, _ = quiet_train(make_config(tiny_cache, tmp_path / "run", epochs=2))
+    assert state["epochs_done"] == 2
+    reads = recorders[0].reads
+    # Batches of 4 training rows (2 per epoch, plus the one Keras peeks at before training)
+    # and one batch of the 8 validation rows per epoch; never the whole cache (24 rows).
+    assert set(reads) == {4, 8} and reads.count(4) >= 4 and reads.count(8) == 2
+
+
+# ---- 8. every registered model trains --------------------------------------------------------
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_registered_model_trains_one_epoch(name, tiny_cache, tmp_path):
+    config = TrainConfig(model=name, cache=str(tiny_cache), out=str(tmp_path / name), epochs=1, batch_size=8)
+    state, progress = quiet_train(config)
+    assert state["epochs_done"] == 1 and state["finished"] is True
+    (entry,) = read_metrics(tmp_path / name)
+    for key in ("train_loss", "val_loss", "train_mse", "val_mse"):
+        assert entry[key] is not None and math.isfinite(entry[key]), (key, entry)
+    assert (tmp_path / name / "best.weights.h5").is_file()
+    assert progress.startswith(f"{name} epoch 1/1: ")
+
+
+# ---- configuration errors ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"patience": 0}, "--patience"),
+    ({"train_limit": 0}, "--train-limit"),
+    ({"model": "nope"}, "unknown model"),
+    ({"learning_rate": -1.0}, "learning_rate"),
+])
+def test_bad_settings_are_value_errors_before_anything_is_written(tiny_cache, tmp_path, overrides, message):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match=message):
+        train(make_config(tiny_cache, run, **overrides), stream=io.StringIO(), show_progress=False)
+    assert not run.exists()
