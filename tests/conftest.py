@@ -32,11 +32,15 @@ def shared_photos() -> Path:
 @pytest.fixture
 def small_kaggle_folder(shared_photos, tmp_path) -> Path:
     """A temporary Kaggle-layout folder with 12 real photos per class (copied, never moved)."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in real_photos(shared_photos, 12):
-        shutil.copy(path, folder / path.name)
-    return folder
+    return copy_real_photos(shared_photos, tmp_path / "photos", 12)
+
+
+def copy_real_photos(source: Path, destination: Path, per_class: int) -> Path:
+    """A Kaggle-layout folder holding copies of the first `per_class` photos of each class."""
+    destination.mkdir(parents=True)
+    for path in real_photos(source, per_class):
+        shutil.copy(path, destination / path.name)
+    return destination
 
 
 def real_photos(folder: Path, per_class: int) -> list[Path]:

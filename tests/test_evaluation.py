@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 import pickle
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,7 @@ from cnnlab.training import run_folder
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluation import evaluate_run, load_trained_model
 from cnnlab.training.trainer import train
-from conftest import real_photos
+from conftest import copy_real_photos
 
 WIDTH, HEIGHT = 16, 12
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -40,10 +39,7 @@ def _prepare(photos: Path, out: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def workspace(shared_photos, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("evaluation")
-    photos = root / "photos"
-    photos.mkdir()
-    for path in real_photos(shared_photos, 12):
-        shutil.copy(path, photos / path.name)
+    photos = copy_real_photos(shared_photos, root / "photos", 12)
     _prepare(photos, root / "cache")
     return root
 

@@ -33,7 +33,7 @@ from cnnlab.training.batches import CacheBatches, encode_labels
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluation import load_trained_model
 from cnnlab.training.trainer import EpochCommit, train
-from conftest import real_photos
+from conftest import copy_real_photos
 
 EPOCHS = 6
 WIDTH, HEIGHT = 16, 12  # every registered model still fits (conv2-fc512 ends at 2x1x128)
@@ -51,10 +51,7 @@ RESUME_RTOL, RESUME_ATOL = 1e-6, 1e-7
 @pytest.fixture(scope="module")
 def tiny_cache(shared_photos, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
-    photos = root / "photos"
-    photos.mkdir()
-    for path in real_photos(shared_photos, 12):
-        shutil.copy(path, photos / path.name)
+    photos = copy_real_photos(shared_photos, root / "photos", 12)
     options = PrepareOptions(decode=DecodeOptions(WIDTH, HEIGHT),
                              split=SplitOptions("stratified", val=8, test=8), workers=1)
     prepare(photos, root / "cache", options, show_progress=False)
