@@ -130,3 +130,18 @@ def test_a_cache_without_its_pixels_is_not_valid(small_kaggle_folder, tmp_path):
     result = prepare(small_kaggle_folder, out, PrepareOptions(split=STRATIFIED_ALL_TRAIN, workers=1), show_progress=False)
     assert result.decoded == 24  # rebuilt from scratch rather than trusting a damaged cache
     assert json.loads((out / "prepare-report.json").read_text())["decoded"] == 24
+
+
+def test_survey_lists_unreadable_files_from_headers_alone(small_kaggle_folder):
+    from cnnlab.data.survey import survey
+
+    bad = write_bad_files(small_kaggle_folder, "cat")
+    awkward = write_unusual_good_files(small_kaggle_folder, "dog")
+    report = survey(small_kaggle_folder)
+    unreadable = {item["path"]: item["reason"] for item in report["unreadable"]}
+    # The truncated JPEG has a valid header: only prepare's full decode can find it.
+    assert set(unreadable) == set(bad) - {"cat.9002.jpg"}
+    assert "bomb" in unreadable["cat.9004.jpg"] and "empty" in unreadable["cat.9001.jpg"]
+    assert report["per_class"] == {"cat": 12 + len(bad), "dog": 12 + len(awkward)}
+    assert {item["path"] for item in report["format_mismatches"]} >= {"dog.9101.jpg", "dog.9102.jpg", "dog.9103.jpg"}
+    assert report["modes"]["RGB"] >= 24 and "CMYK" in report["modes"]
