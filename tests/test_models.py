@@ -17,6 +17,7 @@ from cnnlab import models  # noqa: E402
 from cnnlab.models import registry  # noqa: E402
 
 TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
+MODERN_MODELS = ["resnet9", "resnet9-tiny"]
 INPUT_SHAPE = (3, 125, 94)  # channels_first: 3 channels, 125 tall, 94 wide
 
 # Parameter counts worked out by hand from the tutorial's layers. A 3x3 'valid' convolution
@@ -31,9 +32,17 @@ EXPECTED_PARAMETERS = {
     + (256 * 256 + 256) + (256 + 1),
     "conv2-fc512": (3 * 3 * 3 * 64 + 64) + (3 * 3 * 64 * 128 + 128) + (29 * 22 * 128 * 512 + 512)
     + (512 * 512 + 512) + (512 + 1),
+    # The modern models' 3x3 convolutions have no bias; each batch norm holds 4 per channel
+    # (scale, shift, moving mean, moving variance). Stem, stage 1 + its two-conv residual block,
+    # stage 2, stage 3 + residual block, then the head on the globally pooled channels.
+    "resnet9": (3 * 3 * 3 * 24 + 4 * 24) + (3 * 3 * 24 * 48 + 4 * 48) + 2 * (3 * 3 * 48 * 48 + 4 * 48)
+    + (3 * 3 * 48 * 96 + 4 * 96) + (3 * 3 * 96 * 192 + 4 * 192) + 2 * (3 * 3 * 192 * 192 + 4 * 192) + (192 + 1),
+    "resnet9-tiny": (3 * 3 * 3 * 16 + 4 * 16) + (3 * 3 * 16 * 32 + 4 * 32) + 2 * (3 * 3 * 32 * 32 + 4 * 32)
+    + (3 * 3 * 32 * 64 + 4 * 64) + (3 * 3 * 64 * 128 + 4 * 128) + 2 * (3 * 3 * 128 * 128 + 4 * 128) + (128 + 1),
 }
 # Units feeding the output layer: a 3-class head has 3 x (units + 1) parameters instead of units + 1.
-LAST_HIDDEN_UNITS = {"mlp": 512, "conv1": 128, "conv2": 256, "conv2-wide": 256, "conv2-fc512": 512}
+LAST_HIDDEN_UNITS = {"mlp": 512, "conv1": 128, "conv2": 256, "conv2-wide": 256, "conv2-fc512": 512,
+                     "resnet9": 192, "resnet9-tiny": 128}
 
 # Forward FLOPs = 2 x multiply-adds. A conv output element costs 3 x 3 x in_channels MACs;
 # a dense output costs in_features MACs.
@@ -46,7 +55,16 @@ EXPECTED_FLOPS = {
                        + 256 * 256 + 256 * 1),
     "conv2-fc512": 2 * (123 * 92 * 64 * (3 * 3 * 3) + 59 * 44 * 128 * (3 * 3 * 64) + 29 * 22 * 128 * 512
                         + 512 * 512 + 512 * 1),
+    # At the modern recipes' 64 x 64: the stem runs at 64 x 64, stages 1-3 (pooling first) at
+    # 32 x 32, 16 x 16 and 8 x 8; 'same' convolutions keep the size.
+    "resnet9": 2 * (64 * 64 * 24 * (3 * 3 * 3) + 32 * 32 * 48 * (3 * 3 * 24) + 2 * 32 * 32 * 48 * (3 * 3 * 48)
+                    + 16 * 16 * 96 * (3 * 3 * 48) + 8 * 8 * 192 * (3 * 3 * 96) + 2 * 8 * 8 * 192 * (3 * 3 * 192)
+                    + 192 * 1),
+    "resnet9-tiny": 2 * (64 * 64 * 16 * (3 * 3 * 3) + 32 * 32 * 32 * (3 * 3 * 16) + 2 * 32 * 32 * 32 * (3 * 3 * 32)
+                         + 16 * 16 * 64 * (3 * 3 * 32) + 8 * 8 * 128 * (3 * 3 * 64) + 2 * 8 * 8 * 128 * (3 * 3 * 128)
+                         + 128 * 1),
 }
+MODERN_INPUT_SHAPE = (3, 64, 64)
 
 
 @pytest.fixture(autouse=True)
@@ -54,24 +72,29 @@ def _seeded():
     keras.utils.set_random_seed(0)
 
 
-def raw_pixels(count: int, seed: int = 0) -> np.ndarray:
+def raw_pixels(count: int, seed: int = 0, shape=INPUT_SHAPE) -> np.ndarray:
     """Random photos as the tutorial feeds them: float32 0-255, channels_first."""
-    return np.random.default_rng(seed).integers(0, 256, (count, *INPUT_SHAPE)).astype("float32")
+    return np.random.default_rng(seed).integers(0, 256, (count, *shape)).astype("float32")
+
+
+def recipe_shape(name: str) -> tuple[int, int, int]:
+    """The input shape a model is built with by default: its recipe's size."""
+    return INPUT_SHAPE if name in TUTORIAL_MODELS else MODERN_INPUT_SHAPE
 
 
 def test_registry_lists_the_tutorial_models_in_order():
-    assert models.model_names() == TUTORIAL_MODELS
+    assert models.model_names() == TUTORIAL_MODELS + MODERN_MODELS
     assert models.model_names("tutorial") == TUTORIAL_MODELS
-    assert models.model_names("modern") == []
+    assert models.model_names("modern") == MODERN_MODELS
 
 
 @pytest.mark.parametrize("name", models.model_names())
 def test_two_class_model_outputs_one_probability_per_image(name):
     model = models.build_model(name)
     assert keras.config.image_data_format() == "channels_first"
-    assert tuple(model.input_shape) == (None, *INPUT_SHAPE)
+    assert tuple(model.input_shape) == (None, *recipe_shape(name))
     assert tuple(model.output_shape) == (None, 1)
-    probabilities = np.asarray(model.predict_on_batch(raw_pixels(2) / 255.0))
+    probabilities = np.asarray(model.predict_on_batch(raw_pixels(2, shape=recipe_shape(name)) / 255.0))
     assert probabilities.shape == (2, 1)
     assert np.all((probabilities >= 0) & (probabilities <= 1))
 
@@ -87,7 +110,7 @@ def test_three_class_model_outputs_softmax_rows(name):
     assert models.count_parameters(model) == EXPECTED_PARAMETERS[name] - (units + 1) + 3 * (units + 1)
 
 
-@pytest.mark.parametrize("name", TUTORIAL_MODELS)
+@pytest.mark.parametrize("name", TUTORIAL_MODELS + MODERN_MODELS)
 def test_parameter_count_and_flops_match_the_hand_computed_values(name):
     model = models.build_model(name)
     assert models.count_parameters(model) == EXPECTED_PARAMETERS[name]
@@ -124,7 +147,8 @@ def test_one_training_step_with_the_recipe_changes_the_weights(name):
     before = [weight.copy() for weight in model.get_weights()]
     # Unit-scaled pixels: on raw 0-255 pixels the tutorial's MLP sigmoid saturates at once and
     # MSE has no gradient there (its "random guessing"); the raw-pixel case is tested below.
-    loss = model.train_on_batch(raw_pixels(4) / 255.0, np.array([[0], [1], [0], [1]], dtype="float32"))
+    loss = model.train_on_batch(raw_pixels(4, shape=recipe_shape(name)) / 255.0,
+                                np.array([[0], [1], [0], [1]], dtype="float32"))
     assert math.isfinite(float(loss))
     changed = [not np.array_equal(old, new) for old, new in zip(before, model.get_weights())]
     assert all(changed), f"weights left unchanged: {changed}"
@@ -177,6 +201,8 @@ def test_recipes_are_the_tutorials():
         "loss": "bce", "optimizer": "adam", "learning_rate": 1e-6, "batch_size": 64, "epochs": 15,
         "pixel_scale": "raw", "input_width": 94, "input_height": 125, "fit": "stretch",
         "weight_decay": 0.0, "label_smoothing": 0.0,
+        # Added after the tutorial (issue 4); their defaults switch them off.
+        "augment": None, "warmup_epochs": 0.0, "schedule": "constant", "ema": 0.0, "tta_flip": False,
     }
     assert conv2.tutorial == {"mse": 0.33, "pearson": 0.21, "accuracy": 0.61}
     mlp = models.get_model_spec("mlp").recipe
@@ -208,7 +234,7 @@ def test_duplicate_registration_is_refused_and_registration_can_be_undone():
                              family="modern")
     models.register(extra)
     try:
-        assert models.model_names("modern") == ["test-extra"]
+        assert models.model_names("modern") == MODERN_MODELS + ["test-extra"]
     finally:
         models.unregister("test-extra")
     assert "test-extra" not in models.model_names()

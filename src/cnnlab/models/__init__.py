@@ -1,11 +1,13 @@
-"""Model registry: the tutorial's Keras models by name, plus non-neural baselines.
+"""Model registry: the tutorial's Keras models by name, modern small CNNs, plus non-neural baselines.
 
 Importing this package configures Keras (PyTorch backend, channels_first) unless Keras was
-already imported, and registers the tutorial's models. The scikit-learn baselines load lazily
-(`cnnlab.models.BASELINES`, `cnnlab.models.make_baseline`) so Keras-only users skip sklearn.
+already imported, and registers the tutorial's models, then the modern ones. The scikit-learn
+baselines load lazily (`cnnlab.models.BASELINES`, `cnnlab.models.make_baseline`) so Keras-only
+users skip sklearn.
 """
 
 from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
+from cnnlab.models import modern  # noqa: F401  (registers the modern models, after the tutorial's)
 from cnnlab.models.registry import (
     FAMILIES,
     FLOP_COUNTERS,

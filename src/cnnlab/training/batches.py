@@ -34,7 +34,11 @@ def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class CacheBatches(keras.utils.PyDataset):
-    """A keras PyDataset over some rows of a cache."""
+    """A keras PyDataset over some rows of a cache.
+
+    augment: None, or a callable(pixels, generator, *, rows, epoch, seed) -> pixels applied to
+    each uint8 (n, height, width, 3) batch before scaling (cnnlab.training.augment.Augment).
+    """
 
     def __init__(self, images, labels, rows, num_classes: int, batch_size: int, pixel_scale: str,
                  shuffle: bool, seed: int = 0, epoch: int = 0, augment=None, **kwargs):
@@ -74,7 +78,11 @@ class CacheBatches(keras.utils.PyDataset):
         pixels[ordering] = self.images[rows[ordering]]  # sequential reads, original batch order
         labels = self.labels[rows]
         if self.augment is not None:
-            pixels = self.augment(pixels, np.random.default_rng([self.seed, self.epoch, index]))
+            # The generator makes each batch's augmentation reproducible (and identical after a
+            # resume); rows and epoch identify the images for per-image schedules such as
+            # cnnlab.training.augment's alternating flip.
+            pixels = self.augment(pixels, np.random.default_rng([self.seed, self.epoch, index]),
+                                  rows=rows, epoch=self.epoch, seed=self.seed)
         return to_model_input(pixels, self.pixel_scale), encode_labels(labels, self.num_classes)
 
     def on_epoch_end(self):

@@ -37,14 +37,25 @@ def load_trained_model(run: str | Path, weights: str = "best"):
     return model, config
 
 
-def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256) -> tuple[np.ndarray, float]:
-    """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s."""
+def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256,
+                          tta_flip: bool = False) -> tuple[np.ndarray, float]:
+    """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
+
+    tta_flip: test-time augmentation, the mean of the probabilities for each image and its
+    left-right mirror image (images/s then counts both passes' time).
+    """
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
+    width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
     outputs = []
     started = time.perf_counter()
     for index in range(len(batches)):
         inputs, _ = batches[index]
-        outputs.append(np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False))))
+        probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
+        if tta_flip:
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
+            mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
+            probabilities = (probabilities + mirrored_probabilities) / 2
+        outputs.append(probabilities)
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(outputs).astype(np.float64)
     if probabilities.shape[1] == 1:
@@ -64,12 +75,13 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
         raise ValueError(f"{cache.root} is not the split {run} was trained on (split hash differs); pass its --data cache")
     state = folder.read_state(run) or {}
     pixel_scale = config["recipe"]["pixel_scale"]
+    tta_flip = bool(config["recipe"].get("tta_flip", False))  # absent in runs from before the option
     result = {
         "model": train_config.model, "run": str(run), "classes": cache.classes,
         "parameters": count_parameters(model),
         "model_file_megabytes": round((run / "best.weights.h5").stat().st_size / 1e6, 3),
         "training_seconds": state.get("training_seconds"), "epochs_done": state.get("epochs_done"),
-        "best_epoch": state.get("best_epoch"), "splits": {},
+        "best_epoch": state.get("best_epoch"), "test_time_flip": tta_flip, "splits": {},
     }
     threshold = None
     for split in splits:
@@ -80,7 +92,7 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
             rows = subset(rows, cache.labels, train_config.val_limit, train_config.seed)
         if len(rows) == 0:
             continue
-        probabilities, images_per_second = predict_probabilities(model, cache, rows, pixel_scale)
+        probabilities, images_per_second = predict_probabilities(model, cache, rows, pixel_scale, tta_flip=tta_flip)
         labels = cache.labels[rows]
         if split == "val" and len(cache.classes) == 2:
             threshold = choose_threshold(labels, probabilities)

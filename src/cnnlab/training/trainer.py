@@ -34,8 +34,8 @@ def metric_names(num_classes: int) -> list:
     return [keras.metrics.MeanSquaredError(name="mse"), keras.metrics.get(accuracy)]
 
 
-def _compile(model, recipe, num_classes: int):
-    optimizer = recipe.make_optimizer()
+def _compile(model, recipe, num_classes: int, steps_per_epoch: int | None = None):
+    optimizer = recipe.make_optimizer(steps_per_epoch)
     model.compile(optimizer=optimizer, loss=recipe.make_loss(num_classes), metrics=metric_names(num_classes))
     return optimizer
 
@@ -148,7 +148,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
         # skipped loading one (the optimizer is restored from its own checkpoint below).
         model.load_weights(run / state["last_weights"])
-    optimizer = _compile(model, recipe, num_classes)
+    steps_per_epoch = -(-len(train_rows) // recipe.batch_size)  # as len(CacheBatches): the schedule's unit
+    optimizer = _compile(model, recipe, num_classes, steps_per_epoch)
     if state is None:
         run.mkdir(parents=True, exist_ok=True)
         _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape)
@@ -156,10 +157,12 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     else:
         folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
     train_batches = CacheBatches(cache.images, cache.labels, train_rows, num_classes, recipe.batch_size,
-                                 recipe.pixel_scale, shuffle=True, seed=config.seed, epoch=state["epochs_done"])
+                                 recipe.pixel_scale, shuffle=True, seed=config.seed, epoch=state["epochs_done"],
+                                 augment=recipe.augment)  # training only: validation sees the photos as they are
     val_batches = CacheBatches(cache.images, cache.labels, val_rows, num_classes, max(recipe.batch_size, 128),
                                recipe.pixel_scale, shuffle=False)
     callbacks = [
+        *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
         EpochCommit(run, state, optimizer, train_batches, config.patience),
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
     ]
@@ -170,6 +173,25 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]), 2)
     folder.write_json(run / folder.STATE_NAME, state)
     return state
+
+
+def _ema_callbacks(recipe, resumed: bool) -> list:
+    """With weight averaging on, validate and checkpoint the averaged weights.
+
+    Keras' SwapEMAWeights(swap_on_epoch=True) swaps the optimizer's averages into the model for
+    validation and again at each epoch end, before EpochCommit (listed after it) saves them, so
+    the checkpoint, last.weights.h5 and best.weights.h5 hold exactly the weights whose
+    validation loss picked the best epoch; it swaps the raw weights back at the next epoch's
+    start. The saved optimizer state then holds the raw weights in its averages' place, so a
+    resumed run starts in that swapped state and the callback swaps back before training.
+    (Keras averages the trainable weights only: batch-norm statistics stay the live ones.)
+    """
+    if not recipe.ema:
+        return []
+    swap = keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    # Private to Keras 3.15 (pinned); the state SwapEMAWeights itself leaves after an epoch end.
+    swap._ema_weights_in_model = resumed
+    return [swap]
 
 
 def _check_cache_matches(cache: Cache, run: Path, state: dict | None) -> None:
