@@ -50,3 +50,29 @@ def real_photos(folder: Path, per_class: int) -> list[Path]:
         paths = sorted(folder.glob(f"{label}.*.jpg"), key=lambda p: int(p.name.split(".")[1]))
         chosen.extend(paths[:per_class])
     return chosen
+
+
+# ---- a tiny real-photo cache for the training tests --------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_cache(shared_photos, tmp_path_factory) -> Path:
+    """12 photos per class at 16x12 (training_helpers.WIDTH x HEIGHT), stratified 8 val / 8 test."""
+    from cnnlab.data.cache import PrepareOptions, prepare
+    from cnnlab.data.decode import DecodeOptions
+    from cnnlab.data.splits import SplitOptions
+    from training_helpers import HEIGHT, WIDTH
+
+    root = tmp_path_factory.mktemp("tiny")
+    photos = copy_real_photos(shared_photos, root / "photos", 12)
+    options = PrepareOptions(decode=DecodeOptions(WIDTH, HEIGHT),
+                             split=SplitOptions("stratified", val=8, test=8), workers=1)
+    prepare(photos, root / "cache", options, show_progress=False)
+    return root / "cache"
+
+
+@pytest.fixture(scope="module")
+def cache(tiny_cache):
+    from cnnlab.data.reader import open_cache
+
+    return open_cache(tiny_cache)
+

@@ -14,7 +14,6 @@ configure_keras()
 import keras  # noqa: E402
 
 from cnnlab import models  # noqa: E402
-from cnnlab.models import registry  # noqa: E402
 
 TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
 MODERN_MODELS = ["resnet9", "resnet9-tiny"]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from cnnlab.experiments.reproduce import ReproduceConfig, reproduce
-from cnnlab.experiments.results_table import PUBLISHED, reading, table_rows
+from cnnlab.experiments.results_table import PUBLISHED, reading
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def command_reproduce(arguments) -> int:
         train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
         max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
     )
-    summary = reproduce(config)
+    reproduce(config)
     print((Path(arguments.out) / "results.md").read_text())
     return 0
 

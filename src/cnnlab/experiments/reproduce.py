@@ -77,7 +77,7 @@ def _work(model: str, epochs: int, images: int) -> float:
 
 def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) -> dict:
     from cnnlab.experiments.baseline_runner import run_baseline
-    from cnnlab.experiments.results_table import PUBLISHED, markdown_table, reading, table_rows
+    from cnnlab.experiments.results_table import PUBLISHED, reading, table_rows
     from cnnlab.data.reader import open_cache
     from cnnlab.models import get_model_spec
     from cnnlab.training.config import TrainConfig

@@ -1,0 +1,25 @@
+"""Helpers shared by the training tests (their tiny real-photo cache is conftest's `tiny_cache`)."""
+
+from __future__ import annotations
+
+import io
+
+from cnnlab.training.config import TrainConfig
+from cnnlab.training.trainer import train
+
+EPOCHS = 6
+WIDTH, HEIGHT = 16, 12  # every registered model still fits (conv2-fc512 ends at 2x1x128)
+
+
+def make_config(cache_dir, out, **overrides) -> TrainConfig:
+    """conv1 with unit pixels and lr 1e-3 (it learns), batch 4: two training steps per epoch."""
+    settings = dict(model="conv1", cache=str(cache_dir), out=str(out), epochs=EPOCHS, batch_size=4,
+                    learning_rate=1e-3, pixel_scale="unit", seed=0)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def quiet_train(config: TrainConfig, **keywords) -> tuple[dict, str]:
+    stream = io.StringIO()
+    state = train(config, stream=stream, show_progress=keywords.pop("show_progress", False), **keywords)
+    return state, stream.getvalue()
