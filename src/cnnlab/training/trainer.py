@@ -120,8 +120,12 @@ def _check_run_folder(run: Path, resume: bool) -> dict | None:
     return state
 
 
-def train(config: TrainConfig, resume: bool = False, show_progress: bool = True, stream=None) -> dict:
-    """Train (or resume) a run. Returns the final state dict; raises ValueError on bad input."""
+def train(config: TrainConfig, resume: bool = False, show_progress: bool = True, stream=None,
+          callbacks: list | None = None) -> dict:
+    """Train (or resume) a run. Returns the final state dict; raises ValueError on bad input.
+
+    `callbacks` are extra Keras callbacks run after the epoch is committed (benchmarks use them
+    to score the test split per epoch; nothing they do can change what is checkpointed)."""
     config.validate()
     run = Path(config.out)
     state = _check_run_folder(run, resume)
@@ -165,6 +169,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
         EpochCommit(run, state, optimizer, train_batches, config.patience),
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
+        *(callbacks or []),
     ]
     if state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
         model.fit(train_batches, validation_data=val_batches, epochs=recipe.epochs, initial_epoch=state["epochs_done"],

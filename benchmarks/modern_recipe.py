@@ -1,0 +1,153 @@
+"""The modern recipe end to end on the shared photos (issue 4): accuracy per seed, wall times,
+time to 75% test accuracy, model size and single-photo latency. Prints one JSON document.
+
+    .venv/bin/python benchmarks/modern_recipe.py                 # resnet9, 3 seeds (long)
+    .venv/bin/python benchmarks/modern_recipe.py --quick         # smoke test, a few minutes
+
+Splits (stratified, class-balanced, seeded): 4,096 training photos as the tutorial, 500 for
+validation (every choice: threshold, best epoch), 1,000 for test (never used for a choice; it
+is scored after every epoch only to report when 75% was reached). A second row trains on every
+shared photo outside validation and test, to show how accuracy grows with data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "src"))
+
+from cnnlab.runtime import configure_keras  # noqa: E402
+
+configure_keras()
+
+import numpy as np  # noqa: E402
+
+from cnnlab.data.cache import PrepareOptions, prepare  # noqa: E402
+from cnnlab.data.decode import DecodeOptions, decode_image  # noqa: E402
+from cnnlab.data.reader import open_cache  # noqa: E402
+from cnnlab.data.splits import SplitOptions  # noqa: E402
+from cnnlab.metrics import accuracy_at  # noqa: E402
+from cnnlab.models import get_model_spec  # noqa: E402
+from cnnlab.training.batches import keras, to_model_input  # noqa: E402
+from cnnlab.training.config import TrainConfig  # noqa: E402
+from cnnlab.training.evaluation import evaluate_run, load_trained_model, predict_probabilities  # noqa: E402
+from cnnlab.training.trainer import train  # noqa: E402
+
+
+class TestAccuracyPerEpoch(keras.callbacks.Callback):
+    """Scores the test split after each committed epoch (reporting only, never a choice)."""
+
+    def __init__(self, cache, pixel_scale: str, tta_flip: bool):
+        super().__init__()
+        self.cache, self.pixel_scale, self.tta_flip = cache, pixel_scale, tta_flip
+        self.rows = cache.indices("test")
+        self.history: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        probabilities, _ = predict_probabilities(self.model, self.cache, self.rows, self.pixel_scale, tta_flip=self.tta_flip)
+        self.history.append(float(accuracy_at(self.cache.labels[self.rows], probabilities, 0.5)))
+
+
+def single_photo_latency(run: Path, photo: Path, size, fit: str, pixel_scale: str, repeats: int = 30) -> dict:
+    """Seconds from a JPEG file to a probability, one photo at a time (decode + forward)."""
+    model, _ = load_trained_model(run)
+    options = DecodeOptions(size[0], size[1], fit)
+    timings = []
+    for _ in range(repeats + 3):
+        started = time.perf_counter()
+        pixels = decode_image(photo.read_bytes(), options)[None]
+        keras.ops.convert_to_numpy(model(to_model_input(pixels, pixel_scale), training=False))
+        timings.append(time.perf_counter() - started)
+    timings = np.array(timings[3:]) * 1000
+    return {"p50_ms": round(float(np.percentile(timings, 50)), 2), "p95_ms": round(float(np.percentile(timings, 95)), 2)}
+
+
+def run_seed(model: str, cache_dir: Path, out: Path, seed: int, epochs: int | None) -> dict:
+    cache = open_cache(cache_dir)
+    recipe = get_model_spec(model).recipe
+    scorer = TestAccuracyPerEpoch(cache, recipe.pixel_scale, recipe.tta_flip)
+    started = time.perf_counter()
+    state = train(TrainConfig(model, str(cache_dir), str(out), epochs=epochs, seed=seed),
+                  show_progress=False, stream=sys.stderr, callbacks=[scorer])
+    evaluation = evaluate_run(out)
+    wall = time.perf_counter() - started
+    elapsed = np.cumsum([entry["seconds"] for entry in state["history"]])
+    reached = [float(t) for t, accuracy in zip(elapsed, scorer.history) if accuracy >= 0.75]
+    test = evaluation["splits"]["test"]
+    return {
+        "seed": seed,
+        "test_accuracy_at_validation_threshold": test["accuracy_at_validation_threshold"],
+        "test_accuracy_at_0.5": test["accuracy_at_0.5"],
+        "test_roc_auc": test["roc_auc"],
+        "val_accuracy_at_0.5": evaluation["splits"]["val"]["accuracy_at_0.5"],
+        "best_epoch": state.get("best_epoch"), "epochs": state["epochs_done"],
+        "training_seconds": state["training_seconds"],
+        "train_and_evaluate_wall_seconds": round(wall, 1),
+        "test_accuracy_per_epoch": [round(a, 4) for a in scorer.history],
+        "seconds_to_75_percent_test_accuracy": round(reached[0], 1) if reached else None,
+        "model_file_megabytes": evaluation["model_file_megabytes"],
+        "parameters": evaluation["parameters"],
+    }
+
+
+def summarise(rows: list[dict]) -> dict:
+    accuracies = [row["test_accuracy_at_validation_threshold"] for row in rows]
+    return {
+        "test_accuracy_mean": round(statistics.mean(accuracies), 4),
+        "test_accuracy_spread": [round(min(accuracies), 4), round(max(accuracies), 4)],
+        "test_accuracy_stdev": round(statistics.stdev(accuracies), 4) if len(accuracies) > 1 else None,
+        "train_and_evaluate_wall_seconds_mean": round(statistics.mean(r["train_and_evaluate_wall_seconds"] for r in rows), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA", str(REPOSITORY.parent / "shared/datasets/dogs-vs-cats/train")))
+    parser.add_argument("--model", default="resnet9")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument("--work", help="folder for caches and runs (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="resnet9-tiny, 256 training photos, 1 seed, 2 epochs")
+    parser.add_argument("--no-all-data", action="store_true", help="skip the row trained on every remaining photo")
+    arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.model, arguments.seeds, arguments.epochs = "resnet9-tiny", 1, arguments.epochs or 2
+    recipe = get_model_spec(arguments.model).recipe
+    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-modern-"))
+    decode = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
+    train_total = 256 if arguments.quick else 4096
+    val_total, test_total = (100, 200) if arguments.quick else (500, 1000)
+    started = time.perf_counter()
+    result = {"benchmark": "modern_recipe", "quick": arguments.quick, "model": arguments.model,
+              "recipe": recipe.to_dict(), "work": str(work), "rows": {}}
+    rows = {"tutorial_size_train": (train_total, range(arguments.seeds))}
+    if not arguments.no_all_data:
+        rows["all_remaining_photos_train"] = (None, range(1))
+    for label, (train_count, seeds) in rows.items():
+        cache_dir = work / f"cache-{label}"
+        prepare(arguments.data, cache_dir, PrepareOptions(decode, SplitOptions("stratified", train_count, val_total, test_total, seed=0)),
+                show_progress=False)
+        cache = open_cache(cache_dir)
+        per_seed = [run_seed(arguments.model, cache_dir, work / f"run-{label}-seed{seed}", seed, arguments.epochs) for seed in seeds]
+        result["rows"][label] = {"train_images": int(len(cache.indices("train"))), "val_images": int(len(cache.indices("val"))),
+                                 "test_images": int(len(cache.indices("test"))), "seeds": per_seed, **summarise(per_seed)}
+    first_run = work / "run-tutorial_size_train-seed0"
+    photo = Path(open_cache(work / "cache-tutorial_size_train").paths([0])[0])
+    result["single_photo_latency"] = single_photo_latency(first_run, photo, (recipe.input_width, recipe.input_height),
+                                                          recipe.fit, recipe.pixel_scale)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    json.dump(result, sys.stdout, indent=1)
+    print()
+
+
+if __name__ == "__main__":
+    main()
