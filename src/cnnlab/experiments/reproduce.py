@@ -185,4 +185,28 @@ def _markdown(summary: dict, rows: list[dict], sentences: list[str], quick: bool
         "validation photos themselves**, which flatters it; the last column is the honest figure: a threshold chosen on "
         "validation, applied unchanged to the test photos.\n\n"
     )
-    return header + markdown_table(rows) + "\n\n## Reading\n\n" + "\n".join(sentences) + "\n"
+    return header + markdown_table(rows) + "\n\n## Reading\n\n" + "\n".join(sentences) + "\n" + _about(images)
+
+
+def _about(images: dict) -> str:
+    """What every reader of the table should know; numbers that depend on the run are computed."""
+    standard_error = (0.25 / max(images["val"], 1)) ** 0.5
+    return f"""
+## About these figures
+
+- **Noise.** With {images['val']} validation photos, an accuracy near 0.5-0.75 has a standard error
+  of about {standard_error:.3f}; at lr 1e-6 the tutorial's models also move a few points from one seed
+  (or one split) to another. The tutorial reports one run of each model, so differences of a few
+  hundredths are within what a rerun gives; compare the validation and test columns for a sense of it.
+- **Same recipe, same engine semantics.** Raw 0-255 pixels, Adam at the tutorial's learning rates,
+  its batch sizes and epochs, the tutorial split by file id. Keras' cross-entropy on TensorFlow (the
+  tutorial's engine) computes the loss from the sigmoid's logits; cnnlab does the same on PyTorch,
+  where Keras would otherwise clip the saturated sigmoid and get no gradient at all.
+- **Pixels.** Photos are decoded with a DCT-domain downscale (Pillow draft), within ~1.3 grey levels
+  on average of the tutorial's full decode + resize; `prepare --exact-decode` gives its exact pixels.
+- **The MLP** uses MSE on a sigmoid of raw pixels: the sigmoid saturates at once and no gradient flows,
+  which is why it guesses (the tutorial's "about as good as random guessing").
+- **Baselines.** `majority` predicts the training class shares; `pixel-trees` is scikit-learn's
+  HistGradientBoosting on 4x4 area-averaged pixels (chosen over XGBoost: already a dependency and
+  well kept; the tutorial only says boosted trees did worse than its MLP).
+"""
