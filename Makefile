@@ -43,7 +43,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
 
 test-tensorflow: setup setup-tensorflow
-	CNNLAB_TENSORFLOW_PYTHON=$(VENV_TF)/bin/python $(BIN)/python -m pytest tests/test_backends.py $(PYTEST_ARGS)
+	CNNLAB_TENSORFLOW_PYTHON=$(VENV_TF)/bin/python $(BIN)/python -m pytest -k tensorflow $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python benchmarks/data_pipeline.py

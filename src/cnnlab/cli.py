@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cnnlab import __version__
+from cnnlab.cli_explain import register as register_explain_commands
 
 DATA_ENVIRONMENT = "CNNLAB_DATA"
 
@@ -126,19 +127,6 @@ def command_reproduce(arguments) -> int:
     return 0
 
 
-def command_filters(arguments) -> int:
-    from cnnlab.data.decode import parse_size
-    from cnnlab.explain.filters import FiltersConfig, explore_filters
-
-    config = FiltersConfig(
-        image=arguments.image, out=arguments.out, kernels=tuple(arguments.kernel or ()), stride=arguments.stride,
-        padding=arguments.padding, colour=arguments.colour, size=parse_size(arguments.size) if arguments.size else None,
-    )
-    for path in explore_filters(config):
-        print(path)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cnnlab",
@@ -241,27 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
     reproduce.set_defaults(handler=command_reproduce)
 
-    filters = commands.add_parser(
-        "filters", help="apply edge, blur and custom convolution kernels to a photo and show the results side by side",
-        description="Cross-correlate IMAGE (greyscale by default) with each kernel in NumPy, as a Keras Conv2D layer "
-                    "does, and write DIR/filters.png (original | each result, its kernel printed under it), one PNG "
-                    "per kernel and DIR/filters.json (kernels, output shapes, value ranges). Edge detectors are shown "
-                    "as absolute response (edge strength); blurs, sharpen and emboss as pictures.")
-    filters.add_argument("image", help="the photo to filter")
-    filters.add_argument("--kernel", action="append", metavar="NAME|MATRIX",
-                         help="repeatable: a built-in name (vertical-edge, horizontal-edge, sobel-x, sobel-y, laplacian, "
-                              "box-blur, gaussian-blur, gaussian-blur-5x5, sharpen, emboss), a matrix such as "
-                              "'1,0,-1;2,0,-2;1,0,-1' (write --kernel=-1,... when it starts with a minus), or a "
-                              ".json/.npy file (default: the tutorial's vertical and horizontal edge filters)")
-    filters.add_argument("--stride", type=int, default=1, help="step between kernel positions (default: 1)")
-    filters.add_argument("--padding", choices=("valid", "same"), default="valid",
-                         help="valid: no padding, the output shrinks; same: zero padding keeps ceil(size / stride)")
-    channels = filters.add_mutually_exclusive_group()
-    channels.add_argument("--grey", dest="colour", action="store_false", help="filter the luminance (default)")
-    channels.add_argument("--colour", dest="colour", action="store_true", help="filter each RGB channel")
-    filters.add_argument("--size", help="WIDTHxHEIGHT to resize the photo to first (default: its own size)")
-    filters.add_argument("--out", required=True, metavar="DIR", help="folder to write the figure, PNGs and JSON into")
-    filters.set_defaults(handler=command_filters, colour=False)
+    register_explain_commands(commands)
     return parser
 
 

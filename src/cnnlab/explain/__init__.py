@@ -1,1 +1,1 @@
-"""Pictures that show what a convolutional network computes: the filter explorer (`cnnlab filters`)."""
+"""Looking inside: the convolution explorer (`cnnlab filters`) and model introspection (`cnnlab explain`)."""
