@@ -1,0 +1,228 @@
+"""A trained run as a classifier: `cnnlab.load(RUN).predict(photos)`.
+
+The run's registered architecture is rebuilt and only its weights are loaded (no code from a
+file). Photos get the run's own preprocessing: decoded as its cache was (size, fit, JPEG draft
+from RUN/data.json), scaled as its recipe says, and mirrored and averaged when the recipe
+evaluates with test-time flips. Two-class runs decide with the threshold chosen on validation
+(RUN/evaluation.json), the same rule as `cnnlab evaluate`: class 1 when P(class 1) > threshold.
+Runs with more classes take the most probable class.
+
+Photos stream in batches: a batch is decoded, predicted and handed on before the next one is
+read, so memory does not grow with the number of photos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from cnnlab.data.decode import DecodeOptions, _fit, _to_rgb, decode_file
+from cnnlab.inference.inputs import Source, check_run_folder, expand_paths
+from cnnlab.training import run_folder as folder
+from cnnlab.training.batches import keras, to_model_input
+
+DEFAULT_BATCH_SIZE = 64
+DEFAULT_THRESHOLD = 0.5
+NOT_EVALUATED = ("{run} has no validation threshold (never evaluated, or no validation split); using 0.5. "
+                 "Run `cnnlab evaluate {run}` to choose one on validation")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One photo's result. label and probabilities are empty when error says why it failed."""
+
+    label: str | None
+    probabilities: dict[str, float]
+    path: str | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def resolve_threshold(run: Path, classes: list[str], override: float | None) -> tuple[float | None, str, list[str]]:
+    """(threshold, where it came from, notes). None for more than two classes (argmax decides)."""
+    if override is not None:
+        if isinstance(override, bool) or not isinstance(override, (int, float)) or not math.isfinite(override) \
+                or not 0.0 <= override <= 1.0:
+            raise ValueError(f"--threshold must be a probability between 0 and 1, got {override!r}")
+        if len(classes) != 2:
+            raise ValueError(f"--threshold applies to two-class runs; {run} has {len(classes)} classes "
+                             "and predicts the most probable one")
+        return float(override), "override", []
+    if len(classes) != 2:
+        return None, "argmax", []
+    try:
+        threshold = folder.read_json(run / "evaluation.json").get("validation_threshold")
+    except (OSError, ValueError, AttributeError):
+        threshold = None
+    if threshold is None:
+        return DEFAULT_THRESHOLD, "default", [NOT_EVALUATED.format(run=run)]
+    return float(threshold), "validation", []
+
+
+def _no_gradient():
+    """Inference only: PyTorch would otherwise record every operation for a backward pass."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+class Classifier:
+    """A model with its classes, preprocessing and decision threshold. Build one with `load`."""
+
+    def __init__(self, model, classes, options: DecodeOptions, pixel_scale: str, threshold: float | None = None,
+                 tta_flip: bool = False, run: str | None = None, threshold_source: str = "given",
+                 notes: list[str] | None = None):
+        self.model = model
+        self.classes = list(classes)
+        self.options = options
+        self.pixel_scale = pixel_scale
+        self.threshold = threshold if len(self.classes) == 2 else None
+        self.tta_flip = tta_flip
+        self.run = run
+        self.threshold_source = threshold_source
+        self.notes = list(notes or [])
+
+    def __repr__(self) -> str:
+        return (f"Classifier(run={self.run!r}, classes={self.classes}, threshold={self.threshold}, "
+                f"input={self.options.width}x{self.options.height} {self.options.fit}, pixels={self.pixel_scale})")
+
+    # ---- single photos ----------------------------------------------------------------------
+
+    def prepare_pixels(self, picture) -> np.ndarray:
+        """A PIL image or a uint8 (height, width, 3) array -> the run's (height, width, 3) input.
+
+        Already decoded, so the JPEG draft step cannot apply: pass paths for pixels identical
+        to training; other sizes are brought to the run's size with its fit (stretch/pad/crop).
+        """
+        if isinstance(picture, Image.Image):
+            image = _to_rgb(ImageOps.exif_transpose(picture))
+        else:
+            pixels = np.asarray(picture)
+            if (pixels.shape[0], pixels.shape[1]) == (self.options.height, self.options.width):
+                return pixels
+            image = Image.fromarray(pixels)
+        if image.size != (self.options.width, self.options.height):
+            image = _fit(image, self.options)
+        return np.asarray(image, dtype=np.uint8)
+
+    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 (n, height, width, 3) at the run's size -> (n, classes) probabilities."""
+        inputs = to_model_input(pixels, self.pixel_scale)
+        with _no_gradient():
+            outputs = np.asarray(keras.ops.convert_to_numpy(self.model(inputs, training=False)), dtype=np.float64)
+            if self.tta_flip:
+                width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
+                mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
+                outputs = (outputs + np.asarray(keras.ops.convert_to_numpy(self.model(mirrored, training=False)),
+                                                dtype=np.float64)) / 2
+        outputs = np.clip(outputs, 0.0, 1.0)
+        if outputs.shape[1] == 1:  # one sigmoid unit: P(class 1)
+            outputs = np.concatenate([1.0 - outputs, outputs], axis=1)
+        return outputs
+
+    def decide(self, probabilities: np.ndarray) -> int:
+        """The predicted class index for one row of probabilities."""
+        if self.threshold is not None:
+            return int(probabilities[1] > self.threshold)
+        return int(np.argmax(probabilities))
+
+    # ---- many photos ------------------------------------------------------------------------
+
+    def _items(self, inputs) -> list:
+        """Inputs -> a flat list of Sources (files) and (array, index) / PIL items, checked up front."""
+        if isinstance(inputs, (str, os.PathLike, Image.Image, np.ndarray)):
+            inputs = [inputs]
+        items = []
+        for value in inputs:
+            if isinstance(value, (str, os.PathLike)):
+                items.extend(expand_paths([value]))
+            elif isinstance(value, Image.Image):
+                items.append(value)
+            elif isinstance(value, np.ndarray):
+                if value.dtype != np.uint8 or value.ndim not in (3, 4) or value.shape[-1] != 3:
+                    raise ValueError(f"arrays must be uint8 (height, width, 3) or (n, height, width, 3) RGB, "
+                                     f"got {value.dtype} {value.shape}")
+                stack = value[None] if value.ndim == 3 else value
+                items.extend((stack, index) for index in range(len(stack)))
+            elif isinstance(value, Source):
+                items.append(value)
+            else:
+                raise TypeError(f"cannot predict on a {type(value).__name__}: pass paths, PIL images or uint8 arrays")
+        return items
+
+    def _load(self, item) -> tuple[np.ndarray | None, str | None, str | None]:
+        """(pixels or None, path or None, error or None) for one item."""
+        if isinstance(item, Source):
+            if item.problem:
+                return None, item.path, item.problem
+            pixels, _, reason = decode_file(item.path, self.options)
+            return pixels, item.path, reason
+        if isinstance(item, tuple):
+            stack, index = item
+            return self.prepare_pixels(stack[index]), None, None
+        return self.prepare_pixels(item), None, None
+
+    def predict_batches(self, inputs, batch_size: int = DEFAULT_BATCH_SIZE):
+        """Yield one list of Predictions per batch, in input order; at most one batch decoded at a time."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"--batch-size must be a positive whole number, got {batch_size!r}")
+        items = self._items(inputs)
+        for start in range(0, len(items), batch_size):
+            loaded = [self._load(item) for item in items[start:start + batch_size]]
+            good = [pixels for pixels, _, error in loaded if error is None]
+            rows = iter(self.probabilities(np.stack(good)) if good else ())
+            batch = []
+            for pixels, path, error in loaded:
+                if error is not None:
+                    batch.append(Prediction(None, {}, path, error))
+                    continue
+                probabilities = next(rows)
+                batch.append(Prediction(self.classes[self.decide(probabilities)],
+                                        {name: float(value) for name, value in zip(self.classes, probabilities)},
+                                        path))
+            yield batch
+
+    def predict(self, inputs, batch_size: int = DEFAULT_BATCH_SIZE) -> list[Prediction]:
+        """Paths (files, folders, globs), PIL images or uint8 arrays -> one Prediction per photo.
+
+        A file that cannot be decoded gets a Prediction with its error instead of raising.
+        """
+        return [prediction for batch in self.predict_batches(inputs, batch_size) for prediction in batch]
+
+    def predict_proba(self, inputs, batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
+        """(n, classes) probabilities in class order; a row of NaN for a photo that failed."""
+        predictions = self.predict(inputs, batch_size)
+        result = np.full((len(predictions), len(self.classes)), np.nan)
+        for row, prediction in enumerate(predictions):
+            if prediction.ok:
+                result[row] = [prediction.probabilities[name] for name in self.classes]
+        return result
+
+
+def load(run: str | os.PathLike, threshold: float | None = None, weights: str = "best") -> Classifier:
+    """Load a trained run folder as a Classifier (weights only: loading never runs code from a file).
+
+    threshold overrides the validation-chosen one (two-class runs only).
+    """
+    from cnnlab.explain.introspect import run_preprocessing
+    from cnnlab.training.evaluation import load_trained_model
+
+    run = check_run_folder(run)
+    model, config = load_trained_model(run, weights)
+    classes = folder.read_json(run / "classes.json")
+    options, pixel_scale = run_preprocessing(run, config)
+    chosen, source, notes = resolve_threshold(run, classes, threshold)
+    return Classifier(model, classes, options, pixel_scale, chosen,
+                      tta_flip=bool(config["recipe"].get("tta_flip", False)), run=str(run),
+                      threshold_source=source, notes=notes)
