@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cnnlab import __version__
 from cnnlab.cli_explain import register as register_explain_commands
+from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
 
 DATA_ENVIRONMENT = "CNNLAB_DATA"
@@ -231,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.set_defaults(handler=command_reproduce)
 
     register_explain_commands(commands)
+    register_report_commands(commands)
     register_predict_commands(commands)
     return parser
 

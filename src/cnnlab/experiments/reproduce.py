@@ -165,8 +165,29 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     }
     folder.write_json(out / "results.json", summary)
     (out / "results.md").write_text(_markdown(summary, rows, reading(rows), config.quick))
+    _write_report(out, [model for model, _ in plan], results, config.quick, stream)
     _log(f"done in {format_duration(summary['wall_seconds'])}: {out / 'results.md'}", stream)
     return summary
+
+
+def _write_report(out: Path, models: list[str], results: list[dict], quick: bool, stream) -> None:
+    """OUT/report.html. The report only shows what is already saved, so a failure in it is a
+    warning: it never fails (or, when rerun, repeats) the reproduction."""
+    _log("[5] report", stream)
+    try:
+        from cnnlab.report import ReportConfig, build_report
+
+        report = build_report(ReportConfig(
+            runs=tuple(str(out / "runs" / model) for model in models), out=str(out / "report.html"),
+            survey=str(out / "survey.json"), cache=str(out / "cache"),
+            title="Reproduction of Strika (2019), Dogs vs. Cats",
+            notice="QUICK MODE: fewer photos and at most 3 epochs per model; not comparable to the tutorial."
+            if quick else None,
+            extra_results=tuple(result for result in results if result.get("family") == "baseline")))
+        _log(f"    report: {report.path} ({report.figures} figures)", stream)
+    except Exception as error:  # noqa: BLE001 - any failure here must stay a warning
+        _log(f"warning: report.html not written ({type(error).__name__}: {error}); "
+             f"`cnnlab report {out}/runs/* --survey {out}/survey.json --out {out}/report.html` retries it", stream)
 
 
 def _markdown(summary: dict, rows: list[dict], sentences: list[str], quick: bool) -> str:

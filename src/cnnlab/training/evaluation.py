@@ -18,6 +18,7 @@ from cnnlab.models import build_model, count_parameters
 from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import CacheBatches, keras
 from cnnlab.training.config import TrainConfig
+from cnnlab.training.stored_predictions import write_predictions
 
 
 def load_trained_model(run: str | Path, weights: str = "best"):
@@ -63,8 +64,20 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
     return np.clip(probabilities, 0.0, 1.0), len(rows) / seconds if seconds > 0 else float("nan")
 
 
+def split_rows(cache, split: str, train_config: TrainConfig) -> np.ndarray:
+    """The cache rows a run is scored on: the whole split, or for validation the same seeded
+    subset that training validated on when the run was trained with --val-limit."""
+    rows = cache.indices(split)
+    if split == "val" and train_config.val_limit:
+        from cnnlab.training.trainer import subset
+
+        rows = subset(rows, cache.labels, train_config.val_limit, train_config.seed)
+    return rows
+
+
 def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "test"), write: bool = True) -> dict:
-    """Metrics of a run's best weights per split, plus size, time and speed. Writes evaluation.json."""
+    """Metrics of a run's best weights per split, plus size, time and speed. Writes evaluation.json
+    and, per split, predictions-<split>.npz (the probabilities behind the metrics)."""
     run = Path(run)
     model, config = load_trained_model(run)
     train_config = TrainConfig.from_dict(config["train"])
@@ -85,15 +98,13 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
     }
     threshold = None
     for split in splits:
-        rows = cache.indices(split)
-        if split == "val" and train_config.val_limit:
-            from cnnlab.training.trainer import subset
-
-            rows = subset(rows, cache.labels, train_config.val_limit, train_config.seed)
+        rows = split_rows(cache, split, train_config)
         if len(rows) == 0:
             continue
         probabilities, images_per_second = predict_probabilities(model, cache, rows, pixel_scale, tta_flip=tta_flip)
         labels = cache.labels[rows]
+        if write:  # beside evaluation.json, for pictures of the run (see stored_predictions)
+            write_predictions(run, split, rows, labels, probabilities, cache.split_hash)
         if split == "val" and len(cache.classes) == 2:
             threshold = choose_threshold(labels, probabilities)
         report = classification_report(labels, probabilities, cache.classes,

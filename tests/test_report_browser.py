@@ -1,0 +1,98 @@
+"""The report in a real browser: headless Chromium from the system packages (Debian's
+`chromium`), driven by Playwright with that executable (never `playwright install`). Opens the
+page from a file:// address with no network and checks that nothing logged an error, nothing
+was fetched from anywhere but the file itself, and every figure decoded and takes up room.
+
+Skips, saying why, where /usr/bin/chromium or the playwright package is absent."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium"))
+# As the machine's notes prescribe for a sandboxed root user with no network: no background
+# requests (they would fail and log errors), no first-run or sync, no GPU.
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+if not CHROMIUM.is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CNNLAB_CHROMIUM)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
+                               "(pip install playwright; its own browser download is not needed)")
+
+
+@pytest.fixture(scope="module")
+def report_file(tiny_cache, tmp_path_factory) -> Path:
+    from cnnlab.data.survey import survey
+    from cnnlab.report import ReportConfig, build_report
+    from training_helpers import make_config, quiet_train
+
+    root = tmp_path_factory.mktemp("browser-report")
+    quiet_train(make_config(tiny_cache, root / "conv1", epochs=1))
+    survey_file = root / "survey.json"
+    survey_file.write_text(json.dumps(survey(tiny_cache.parent / "photos")))
+    out = root / "report.html"
+    build_report(ReportConfig((str(root / "conv1"),), str(out), survey=str(survey_file)))
+    return out
+
+
+def open_in_chromium(path: Path, profile: Path) -> dict:
+    """What a browser made of the page: problems logged, requests beyond the file, every image."""
+    problems, foreign_requests = [], []
+    with sync_api.sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
+                    if message.type in ("error", "warning") else None)
+            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+            page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url[:80]}"))
+            page.on("request", lambda request: foreign_requests.append(request.url[:80])
+                    if not request.url.startswith(("file:", "data:")) else None)
+            page.goto(path.resolve().as_uri(), wait_until="load")
+            images = page.evaluate("""() => Array.from(document.images, image => {
+                const box = image.getBoundingClientRect();
+                return {alt: image.alt, complete: image.complete, naturalWidth: image.naturalWidth,
+                        naturalHeight: image.naturalHeight, width: box.width, height: box.height};
+            })""")
+            return {"problems": problems, "foreign_requests": foreign_requests, "images": images,
+                    "title": page.title(),
+                    "sections": page.evaluate("() => Array.from(document.querySelectorAll('section'), s => s.id)")}
+        finally:
+            context.close()
+
+
+def rendered(image: dict) -> bool:
+    return (image["complete"] and image["naturalWidth"] > 0 and image["naturalHeight"] > 0
+            and image["width"] > 0 and image["height"] > 0)
+
+
+def test_report_renders_in_chromium_without_errors(report_file, tmp_path):
+    seen = open_in_chromium(report_file, tmp_path / "profile")
+    assert seen["problems"] == []
+    assert seen["foreign_requests"] == []
+    assert seen["title"] == "cnnlab report"
+    assert {"data", "results", "curves", "roc", "cost", "confusion", "wrong", "filters"} <= set(seen["sections"])
+    assert len(seen["images"]) >= 10
+    for image in seen["images"]:
+        assert rendered(image), image
+
+
+def test_the_browser_check_sees_a_broken_figure_and_a_fetch(tmp_path):
+    """The same check on a page that is wrong in the ways it guards against (loopback only)."""
+    page = tmp_path / "broken.html"
+    page.write_text('<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+                    "<title>broken</title></head><body>"
+                    '<img alt="truncated" src="data:image/png;base64,iVBORw0KGgo=">'
+                    '<img alt="fetched" src="http://127.0.0.1:9/figure.png"></body></html>')
+    seen = open_in_chromium(page, tmp_path / "profile")
+    assert [image["alt"] for image in seen["images"] if not rendered(image)] == ["truncated", "fetched"]
+    assert seen["foreign_requests"] == ["http://127.0.0.1:9/figure.png"]
+    assert any("127.0.0.1:9" in problem for problem in seen["problems"])
