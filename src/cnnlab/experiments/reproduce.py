@@ -219,6 +219,10 @@ def _about(images: dict) -> str:
   of about {standard_error:.3f}; at lr 1e-6 the tutorial's models also move a few points from one seed
   (or one split) to another. The tutorial reports one run of each model, so differences of a few
   hundredths are within what a rerun gives; compare the validation and test columns for a sense of it.
+- **Other photos.** The shared folder holds 5,972 of Kaggle's 25,000 training photos, with exact and
+  near duplicates removed; the tutorial's first 2,048 and last 512 per class (in glob order) were other
+  photos, possibly with duplicates across its splits. Agreement within a few hundredths is what a
+  faithful reproduction can show; a single published run that stands far above ours is not reproduced.
 - **Same recipe, same engine semantics.** Raw 0-255 pixels, Adam at the tutorial's learning rates,
   its batch sizes and epochs, the tutorial split by file id. Keras' cross-entropy on TensorFlow (the
   tutorial's engine) computes the loss from the sigmoid's logits; cnnlab does the same on PyTorch,

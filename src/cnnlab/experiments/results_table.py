@@ -90,4 +90,19 @@ def reading(rows: list[dict]) -> list[str]:
                          f"and accuracy at 0.5 of {_number(row['val_accuracy_at_0.5'], 2)}")
         if parts:
             sentences.append(f"- **{row['model']}**: " + "; ".join(parts) + ".")
+    sentences += _trees_versus_networks(rows)
     return sentences
+
+
+def _trees_versus_networks(rows: list[dict]) -> list[str]:
+    """The tutorial says boosted trees on pixels did even worse than its MLP: check that claim."""
+    trees = next((row for row in rows if row["model"] == "pixel-trees"), None)
+    networks = [row for row in rows if row["model"] in PUBLISHED and row["model"] != "mlp"
+                and isinstance(row.get("val_auc"), float)]
+    if trees is None or not networks or not isinstance(trees.get("val_auc"), float):
+        return []
+    best = max(networks, key=lambda row: row["val_auc"])
+    comparison = "above" if trees["val_auc"] > best["val_auc"] else "below"
+    return [f"- **pixel-trees**: the tutorial says boosted trees on raw pixels did even worse than its MLP; here "
+            f"they reach AUC {trees['val_auc']:.2f} and accuracy {_number(trees['val_accuracy_at_0.5'], 2)} at 0.5, "
+            f"{comparison} the best tutorial network ({best['model']}, AUC {best['val_auc']:.2f})."]
