@@ -160,6 +160,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         "split_hash": cache.split_hash,
         "images": {split: int(len(cache.indices(split))) for split in ("train", "val", "test")},
         "wall_seconds": round(time.perf_counter() - started, 1),
+        "training_seconds": round(sum(row.get("training_seconds") or 0 for row in rows), 1),
         "published": PUBLISHED,
         "rows": rows,
     }
@@ -201,7 +202,8 @@ def _markdown(summary: dict, rows: list[dict], sentences: list[str], quick: bool
     header += (
         f"{images['train']} training and {images['val']} validation photos (tutorial split: first and last per class by id), "
         f"{images['test']} test photos from the ids the tutorial never used. Split hash `{summary['split_hash'][:16]}`. "
-        f"Wall time {format_duration(summary['wall_seconds'])} (this invocation).\n\n"
+        f"Training time of all models {format_duration(summary['training_seconds'])} (summed over their epochs, "
+        f"whichever invocation ran them); wall time of this invocation {format_duration(summary['wall_seconds'])}.\n\n"
         "Tutorial figures in parentheses. The tutorial's accuracy is the best over thresholds 0.1..0.9 **chosen on the "
         "validation photos themselves**, which flatters it; the last column is the honest figure: a threshold chosen on "
         "validation, applied unchanged to the test photos.\n\n"
