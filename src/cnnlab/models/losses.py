@@ -16,35 +16,27 @@ from __future__ import annotations
 import keras
 
 
-def _logits(y_pred):
-    return getattr(y_pred, "_keras_logits", None)
+class _UsesLogits:
+    """Mixin for a Keras cross-entropy: compute it from the activation's logits whenever the
+    prediction carries them. The from-logits twin is built once, not at every training step."""
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        logits = None if self.from_logits else getattr(y_pred, "_keras_logits", None)
+        if logits is None:
+            return super().__call__(y_true, y_pred, sample_weight)
+        twin = self.__dict__.get("_from_logits_twin")
+        if twin is None:
+            keras_loss = type(self).__mro__[2]  # the Keras class after this mixin
+            twin = keras_loss(**{**self.get_config(), "from_logits": True})
+            self.__dict__["_from_logits_twin"] = twin
+        return twin(y_true, logits, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
-class LogitAwareBinaryCrossentropy(keras.losses.BinaryCrossentropy):
+class LogitAwareBinaryCrossentropy(_UsesLogits, keras.losses.BinaryCrossentropy):
     """BinaryCrossentropy that uses the sigmoid's logits when the prediction carries them."""
 
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        logits = _logits(y_pred) if not self.from_logits else None
-        if logits is None:
-            return super().__call__(y_true, y_pred, sample_weight)
-        from_logits = keras.losses.BinaryCrossentropy(
-            from_logits=True, label_smoothing=self.label_smoothing, axis=self.axis,
-            reduction=self.reduction, name=self.name, dtype=self.dtype,
-        )
-        return from_logits(y_true, logits, sample_weight)
-
 
 @keras.saving.register_keras_serializable(package="cnnlab")
-class LogitAwareCategoricalCrossentropy(keras.losses.CategoricalCrossentropy):
+class LogitAwareCategoricalCrossentropy(_UsesLogits, keras.losses.CategoricalCrossentropy):
     """CategoricalCrossentropy that uses the softmax's logits when the prediction carries them."""
-
-    def __call__(self, y_true, y_pred, sample_weight=None):
-        logits = _logits(y_pred) if not self.from_logits else None
-        if logits is None:
-            return super().__call__(y_true, y_pred, sample_weight)
-        from_logits = keras.losses.CategoricalCrossentropy(
-            from_logits=True, label_smoothing=self.label_smoothing, axis=self.axis,
-            reduction=self.reduction, name=self.name, dtype=self.dtype,
-        )
-        return from_logits(y_true, logits, sample_weight)
