@@ -100,7 +100,7 @@ def _apply_draft(image: Image.Image, options: DecodeOptions) -> None:
         image.draft("RGB", (width // scale, height // scale))
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> RGB; transparency composited on white, 16-bit scaled down."""
     mode = image.mode
     if mode == "RGB":
@@ -120,7 +120,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _fit(image: Image.Image, options: DecodeOptions) -> Image.Image:
+def fit_image(image: Image.Image, options: DecodeOptions) -> Image.Image:
     size = (options.width, options.height)
     if options.fit == "stretch":
         return image.resize(size, RESAMPLE)
@@ -146,8 +146,8 @@ def decode_image(source, options: DecodeOptions = DecodeOptions()) -> np.ndarray
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # first frame of an animation
             image = ImageOps.exif_transpose(image)
-            image = _to_rgb(image)
-            image = _fit(image, options)
+            image = to_rgb(image)
+            image = fit_image(image, options)
             return np.asarray(image, dtype=np.uint8).copy()
     except BadImage:
         raise

@@ -51,7 +51,7 @@ class LabelledFiles:
         return dict(sorted(counts.items()))
 
 
-def _walk_images(folder: Path):
+def walk_images(folder: Path):
     """Yield image files below `folder`, skipping hidden folders and files, in a stable order."""
     for directory, subdirectories, files in os.walk(folder):
         subdirectories[:] = sorted((d for d in subdirectories if not _is_hidden(d)), key=natural_key)
@@ -93,7 +93,7 @@ def find_labelled_files(root: str | os.PathLike, layout: str = "auto") -> Labell
     found = LabelledFiles(root=root, layout=layout)
     if layout == "folders":
         for class_folder in _class_folders(root):
-            for path in _walk_images(class_folder):
+            for path in walk_images(class_folder):
                 relative = path.relative_to(root).as_posix()
                 if path.suffix.lower() in IMAGE_EXTENSIONS:
                     found.paths.append(relative)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from cnnlab.data.decode import DecodeOptions, _fit, _to_rgb, decode_file
+from cnnlab.data.decode import DecodeOptions, fit_image, to_rgb, decode_file
 from cnnlab.inference.inputs import Source, check_run_folder, expand_paths
 from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import keras, to_model_input
@@ -106,14 +106,14 @@ class Classifier:
         to training; other sizes are brought to the run's size with its fit (stretch/pad/crop).
         """
         if isinstance(picture, Image.Image):
-            image = _to_rgb(ImageOps.exif_transpose(picture))
+            image = to_rgb(ImageOps.exif_transpose(picture))
         else:
             pixels = np.asarray(picture)
             if (pixels.shape[0], pixels.shape[1]) == (self.options.height, self.options.width):
                 return pixels
             image = Image.fromarray(pixels)
         if image.size != (self.options.width, self.options.height):
-            image = _fit(image, self.options)
+            image = fit_image(image, self.options)
         return np.asarray(image, dtype=np.uint8)
 
     def probabilities(self, pixels: np.ndarray) -> np.ndarray:

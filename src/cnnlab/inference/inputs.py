@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.data.labels import IMAGE_EXTENSIONS, _walk_images, natural_key
+from cnnlab.data.labels import IMAGE_EXTENSIONS, walk_images, natural_key
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -30,7 +30,7 @@ class Source:
 
 def folder_photos(folder: str | os.PathLike) -> list[str]:
     """Image files below `folder`, recursively, hidden folders and files skipped, natural order."""
-    return [str(path) for path in _walk_images(Path(folder)) if path.suffix.lower() in IMAGE_EXTENSIONS]
+    return [str(path) for path in walk_images(Path(folder)) if path.suffix.lower() in IMAGE_EXTENSIONS]
 
 
 def expand_paths(arguments) -> list[Source]:
