@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA", str(REPOSITORY.parent / "shared/datasets/dogs-vs-cats/train")))
     parser.add_argument("--model", default="resnet9")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (to add seeds to earlier runs)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--work", help="folder for caches and runs (default: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="resnet9-tiny, 256 training photos, 1 seed, 2 epochs")
@@ -129,7 +130,7 @@ def main() -> None:
     started = time.perf_counter()
     result = {"benchmark": "modern_recipe", "quick": arguments.quick, "model": arguments.model,
               "recipe": recipe.to_dict(), "work": str(work), "rows": {}}
-    rows = {"tutorial_size_train": (train_total, range(arguments.seeds))}
+    rows = {"tutorial_size_train": (train_total, range(arguments.first_seed, arguments.first_seed + arguments.seeds))}
     if not arguments.no_all_data:
         rows["all_remaining_photos_train"] = (None, range(1))
     for label, (train_count, seeds) in rows.items():
@@ -140,7 +141,7 @@ def main() -> None:
         per_seed = [run_seed(arguments.model, cache_dir, work / f"run-{label}-seed{seed}", seed, arguments.epochs) for seed in seeds]
         result["rows"][label] = {"train_images": int(len(cache.indices("train"))), "val_images": int(len(cache.indices("val"))),
                                  "test_images": int(len(cache.indices("test"))), "seeds": per_seed, **summarise(per_seed)}
-    first_run = work / "run-tutorial_size_train-seed0"
+    first_run = work / f"run-tutorial_size_train-seed{arguments.first_seed}"
     photo = Path(open_cache(work / "cache-tutorial_size_train").paths([0])[0])
     result["single_photo_latency"] = single_photo_latency(first_run, photo, (recipe.input_width, recipe.input_height),
                                                           recipe.fit, recipe.pixel_scale)
