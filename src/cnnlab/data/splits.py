@@ -89,7 +89,7 @@ def assign_splits(paths: list[str], labels: list[str], options: SplitOptions) ->
             if len(members) < needed:
                 raise ValueError(
                     f"class {label!r} has {len(members)} photos; the tutorial split needs "
-                    f"{needed} per class (--train {train_count} --val {val_count}); lower them"
+                    f"{needed} per class (--train {train_count} --val {val_count} --test {test_count}); lower them"
                 )
             # First N train and the last M validate, as the tutorial; a test split, if asked
             # for, comes from the photos in between that the tutorial never used.
