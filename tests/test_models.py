@@ -202,6 +202,7 @@ def test_recipes_are_the_tutorials():
         "weight_decay": 0.0, "label_smoothing": 0.0,
         # Added after the tutorial (issue 4); their defaults switch them off.
         "augment": None, "warmup_epochs": 0.0, "schedule": "constant", "ema": 0.0, "tta_flip": False,
+            "precision": "float32",
     }
     assert conv2.tutorial == {"mse": 0.33, "pearson": 0.21, "accuracy": 0.61}
     mlp = models.get_model_spec("mlp").recipe

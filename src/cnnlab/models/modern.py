@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cnnlab.models.layers import ChannelsLastMemory, FastBatchNormalization
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, keras, register
 from cnnlab.training.augment import Augment
 
@@ -35,21 +36,26 @@ def _conv_bn_relu(x, filters: int, name: str):
                             name=f"{name}_conv")(x)
     # Momentum 0.9 (Keras' default is 0.99): a CPU run is ~1,000 steps, and the running
     # statistics used at evaluation must catch up with the weights within an epoch or two.
-    x = keras.layers.BatchNormalization(axis=_channel_axis(), momentum=0.9, name=f"{name}_bn")(x)
+    x = FastBatchNormalization(axis=_channel_axis(), momentum=0.9, name=f"{name}_bn")(x)
     return keras.layers.Activation("relu", name=f"{name}_relu")(x)
 
 
 def build_resnet9(name: str, input_shape: Sequence[int], num_classes: int, stem_width: int,
-                  widths: Sequence[int], residual_stages: Sequence[int] = (1, 3)) -> keras.Model:
+                  widths: Sequence[int], residual_stages: Sequence[int] = (1, 3), pool_first: bool = True) -> keras.Model:
     """Stem conv(stem_width); per stage i (1-based) of widths: max-pool 2x2, conv(width) and,
     for i in residual_stages, x + conv(conv(x)); global average pooling; classification head.
     Every convolution is 3x3 'same' without bias, then batch norm and ReLU. Any input size of
-    at least 1x1 works: pooling uses 'same' padding and the head follows a global pool."""
+    at least 1x1 works: pooling uses 'same' padding and the head follows a global pool.
+    pool_first=False is Page's order (conv(width), then pool): 4x the stage's compute."""
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = _conv_bn_relu(inputs, stem_width, "stem")
+    x = _conv_bn_relu(ChannelsLastMemory(name="channels_last_memory")(inputs), stem_width, "stem")
     for stage, width in enumerate(widths, start=1):
-        x = keras.layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
-        x = _conv_bn_relu(x, width, f"stage{stage}")
+        if pool_first:
+            x = keras.layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
+            x = _conv_bn_relu(x, width, f"stage{stage}")
+        else:
+            x = _conv_bn_relu(x, width, f"stage{stage}")
+            x = keras.layers.MaxPooling2D(2, padding="same", name=f"stage{stage}_pool")(x)
         if stage in residual_stages:
             branch = _conv_bn_relu(x, width, f"stage{stage}_res1")
             branch = _conv_bn_relu(branch, width, f"stage{stage}_res2")
@@ -84,7 +90,7 @@ def modern_recipe(epochs: int, learning_rate: float = 2e-3) -> Recipe:
         warmup_epochs=1.0, schedule="cosine",
         # EMA off until measured: with a cosine decay to 0 it often adds little, and Keras
         # averages only the trainable weights (batch-norm statistics stay the live ones).
-        ema=0.0, tta_flip=True,
+        ema=0.0, tta_flip=True, precision="auto",
     )
 
 

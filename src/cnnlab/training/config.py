@@ -20,6 +20,7 @@ class TrainConfig:
     loss: str | None = None
     optimizer: str | None = None
     pixel_scale: str | None = None
+    precision: str | None = None
     # Early stopping on validation loss; None = train every epoch (best weights still kept).
     patience: int | None = None
     seed: int = 0
@@ -32,7 +33,7 @@ class TrainConfig:
         base = get_model_spec(self.model).recipe
         overrides = {
             field: getattr(self, field)
-            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale")
+            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision")
             if getattr(self, field) is not None
         }
         return dataclasses.replace(base, **overrides)

@@ -33,7 +33,9 @@ def load_trained_model(run: str | Path, weights: str = "best"):
     if not weights_file.exists():
         raise ValueError(f"{run}: no {weights_file.name}; the run has not finished an epoch (cnnlab train --resume)")
     classes = folder.read_json(run / "classes.json")
-    model = build_model(config["train"]["model"], tuple(config["input_shape"]), len(classes))
+    # Runs from before the precision field were all float32.
+    model = build_model(config["train"]["model"], tuple(config["input_shape"]), len(classes),
+                        precision=config.get("precision", "float32"))
     model.load_weights(weights_file)
     return model, config
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnlab.data.reader import Cache, open_cache
 from cnnlab.info import library_versions
+from cnnlab.runtime import resolve_precision
 from cnnlab.models import build_model, count_parameters, get_model_spec
 from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import CacheBatches, keras
@@ -146,7 +147,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     keras.utils.set_random_seed(config.seed)
     height, width, channels = cache.image_shape
     input_shape = (channels, height, width) if keras.config.image_data_format() == "channels_first" else (height, width, channels)
-    model = build_model(config.model, input_shape, num_classes)
+    # 'auto' is settled once, when the run starts, and stored: a resumed run or an evaluation
+    # on another machine rebuilds the model in the precision it was trained in.
+    precision = resolve_precision(recipe.precision) if state is None else \
+        folder.read_json(run / "config.json").get("precision", "float32")
+    model = build_model(config.model, input_shape, num_classes, precision=precision)
     if state is not None:
         publish_committed_state(run, state)
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
@@ -156,7 +161,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     optimizer = _compile(model, recipe, num_classes, steps_per_epoch)
     if state is None:
         run.mkdir(parents=True, exist_ok=True)
-        _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape)
+        _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
     else:
         folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
@@ -208,13 +213,13 @@ def _check_cache_matches(cache: Cache, run: Path, state: dict | None) -> None:
                          "resume with the same cache or start a new run")
 
 
-def _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape) -> None:
+def _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision) -> None:
     spec = get_model_spec(config.model)
     folder.write_json(run / "config.json", {
         "train": config.to_dict(), "recipe": recipe.to_dict(), "model_family": spec.family,
         "model_description": spec.description, "input_shape": list(input_shape),
         "image_data_format": keras.config.image_data_format(), "backend": keras.backend.backend(),
-        "parameters": count_parameters(model),
+        "parameters": count_parameters(model), "precision": precision,
     })
     folder.write_json(run / "classes.json", cache.classes)
     folder.write_json(run / "data.json", {

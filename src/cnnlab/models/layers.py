@@ -1,0 +1,65 @@
+"""Two layers that make the modern models train ~2.5x faster on a CPU with the PyTorch backend.
+
+Measured here on resnet9 (64x64, batch 64, 2 cores; /tmp profiles in the issue 4 note):
+Keras' own BatchNormalization computes its moments with a dozen generic tensor operations per
+call (mean, square, subtract, divide, cast...), which took three quarters of a training step;
+PyTorch's fused `batch_norm` does the same work in one pass. And oneDNN's convolutions run
+about twice as fast on NHWC ("channels_last") memory than on NCHW, while Keras on PyTorch
+keeps its tensors NCHW. Neither layer changes what the model computes:
+- `FastBatchNormalization` is Keras' BatchNormalization (same variables, same saved weights,
+  same momentum and epsilon) whose forward pass calls torch's fused kernel when it can: PyTorch
+  backend, channels-first 4-D input, outside Keras' stateless scopes. Elsewhere (TensorFlow,
+  JAX, other ranks) it is exactly the parent layer. One difference: torch updates the moving
+  variance with the unbiased batch variance (n / (n - 1) times Keras' biased one), where n is
+  batch x height x width, at least 64 x 8 x 8 = 4,096 here: a 0.02% difference.
+- `ChannelsLastMemory` is the identity on values. On PyTorch it re-lays a channels-first image
+  batch out in NHWC memory order; every convolution, batch norm and pooling after it keeps that
+  order, so the whole network runs on oneDNN's fast path. Elsewhere it returns its input.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+def _torch_fast_path(inputs, axis) -> bool:
+    if keras.backend.backend() != "torch" or len(inputs.shape) != 4:
+        return False
+    from keras.src.backend.common.stateless_scope import in_stateless_scope  # Keras 3.15 (pinned)
+
+    return axis in (1, -3) and not in_stateless_scope()
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class FastBatchNormalization(keras.layers.BatchNormalization):
+    """keras.layers.BatchNormalization, with PyTorch's fused kernel on the PyTorch backend."""
+
+    def call(self, inputs, training=None, mask=None):
+        if mask is not None or not _torch_fast_path(inputs, self.axis):
+            return super().call(inputs, training=training, mask=mask)
+        import torch.nn.functional
+
+        # Keras' rule: a frozen batch norm (trainable = False, e.g. a fine-tuned backbone)
+        # runs in inference mode even while the rest of the model trains.
+        training = bool(training) and self.trainable
+        return torch.nn.functional.batch_norm(
+            inputs, self.moving_mean.value, self.moving_variance.value,
+            weight=self.gamma.value if self.scale else None, bias=self.beta.value if self.center else None,
+            # Keras' momentum weighs the old statistic, torch's the new batch's.
+            training=training, momentum=1.0 - self.momentum, eps=self.epsilon,
+        )
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class ChannelsLastMemory(keras.layers.Layer):
+    """Identity on values; on PyTorch, NHWC memory order for a channels-first 4-D batch."""
+
+    def call(self, inputs):
+        if keras.backend.backend() != "torch" or len(inputs.shape) != 4 or keras.config.image_data_format() != "channels_first":
+            return inputs
+        import torch
+
+        return inputs.contiguous(memory_format=torch.channels_last)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
