@@ -145,7 +145,7 @@ def command_cost(arguments) -> None:
     measured = {}
     rows = []
     for configuration in grid():
-        if configuration["seed"] != 0:
+        if configuration["seed"] != 0 or (arguments.only is not None and configuration["id"] not in arguments.only):
             continue
         key = (configuration["size"], configuration["stem"], tuple(configuration["widths"]), configuration["batch"],
                configuration["pool_first"])
@@ -184,6 +184,7 @@ def main() -> None:
     train_parser.add_argument("--max-epochs", type=int, help="cap every configuration's epochs (smoke test)")
     cost_parser = commands.add_parser("cost", help="CPU seconds per step and per configuration; JSON lines")
     cost_parser.add_argument("--steps", type=int, default=8)
+    cost_parser.add_argument("--only", type=int, nargs="*", help="configuration ids to time")
     arguments = parser.parse_args()
     command_train(arguments) if arguments.command == "train" else command_cost(arguments)
 

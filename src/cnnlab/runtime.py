@@ -40,10 +40,12 @@ def allocator_is_tuned() -> bool:
     return all(os.environ.get(name) == value for name, value in ALLOCATOR_ENVIRONMENT.items())
 
 
-def prepare_process(argv: list[str]) -> None:
+def prepare_process(argv: list[str], command: list[str] | None = None) -> None:
     """Re-execute this process once with the tuned allocator, unless it already has one.
 
     Only glibc Linux needs this; elsewhere it is a no-op. Never raises: speed is a bonus.
+    command: what to re-execute (default: `python -m cnnlab`); scripts such as the benchmarks
+    pass [sys.executable, their own path].
     """
     if os.environ.get(REEXEC_MARKER) or os.environ.get(ALLOCATOR_SWITCH, "").lower() == "system":
         return
@@ -55,7 +57,7 @@ def prepare_process(argv: list[str]) -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.execve(sys.executable, [sys.executable, "-m", "cnnlab", *argv], environment)
+        os.execve(sys.executable, [*(command or [sys.executable, "-m", "cnnlab"]), *argv], environment)
     except OSError:
         return
 

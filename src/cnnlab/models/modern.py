@@ -99,7 +99,7 @@ register(ModelSpec(
     description="Modern CNN: ResNet-9 layout (stem 24, stages 48/96/192, residual blocks in stages 1 and 3), "
     "batch norm, global average pooling; AdamW, warm-up + cosine, augmentation, label smoothing, flip TTA.",
     build=_builder("resnet9", 24, (48, 96, 192)),
-    recipe=modern_recipe(epochs=16),
+    recipe=modern_recipe(epochs=32, learning_rate=4e-3),
     family="modern",
 ))
 register(ModelSpec(

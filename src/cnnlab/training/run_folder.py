@@ -74,7 +74,9 @@ def save_weights(model, path: Path) -> None:
 
 def save_optimizer(optimizer, path: Path) -> None:
     """The optimizer's variables (step count, moments) as a plain .npz: no pickles, no code."""
-    arrays = {f"{index:04d}": np.asarray(variable) for index, variable in enumerate(optimizer.variables)}
+    import keras  # configured by the trainer that calls this; convert_to_numpy copies GPU tensors too
+
+    arrays = {f"{index:04d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(optimizer.variables)}
     names = np.array([variable.path for variable in optimizer.variables])
     temporary = Path(path).with_name(f".{os.getpid()}.{Path(path).name}")
     with open(temporary, "wb") as handle:

@@ -65,7 +65,7 @@ class EpochCommit(keras.callbacks.Callback):
             # A diverged epoch (NaN/inf loss) is recorded as null: JSON has no NaN, and a crash
             # here would lose the whole run.
             entry[name if name.startswith("val_") else f"train_{name}"] = _finite_or_none(value)
-        entry["learning_rate"] = float(np.asarray(self.optimizer_.learning_rate))
+        entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.optimizer_.learning_rate))
         state = dict(self.state)
         number = f"{epoch + 1:04d}"
         checkpoint = self.run / "checkpoint"
