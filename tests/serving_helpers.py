@@ -120,6 +120,6 @@ def multipart(files: list[tuple[str, bytes]], field: str = "photos") -> tuple[by
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def post_photos(port: int, files: list[tuple[str, bytes]], path: str = "/predict") -> Reply:
+def post_photos(port: int, files: list[tuple[str, bytes]], path: str = "/predict", timeout: float = 60) -> Reply:
     body, content_type = multipart(files)
-    return request(port, "POST", path, body, {"Content-Type": content_type})
+    return request(port, "POST", path, body, {"Content-Type": content_type}, timeout=timeout)
