@@ -15,7 +15,7 @@ import cnnlab
 from cnnlab import cli_export
 from cnnlab.cli import run
 from cnnlab.data.decode import DecodeOptions, decode_file
-from cnnlab.inference import export, savedmodel
+from cnnlab.inference import export, export_formats, savedmodel
 from serving_helpers import cache_photos, train_tiny_run
 
 
@@ -64,7 +64,7 @@ def test_onnx_export_carries_its_preprocessing_and_matches_the_run(trained, phot
     props = {entry.key: entry.value for entry in onnx.load(str(out)).metadata_props}
     metadata = json.loads(props["cnnlab"])
     classifier = cnnlab.load(trained)
-    assert metadata == export.read_onnx_metadata(out) == json.loads((tmp_path / "model.onnx.json").read_text())
+    assert metadata == export_formats.read_onnx_metadata(out) == json.loads((tmp_path / "model.onnx.json").read_text())
     assert metadata["classes"] == classifier.classes == json.loads(props["classes"])
     assert metadata["threshold"] == classifier.threshold == json.loads(props["threshold"])
     assert metadata["input"]["width"] == classifier.options.width and props["input_fit"] == "stretch"
@@ -85,7 +85,7 @@ def test_keras_export_reloads_with_keras_and_matches_the_run(trained, photos, tm
 
     out = tmp_path / "model.keras"
     assert run(["export", str(trained), "--format", "keras", "--out", str(out)]) == 0
-    metadata = export.read_keras_metadata(out)
+    metadata = export_formats.read_keras_metadata(out)
     assert metadata == json.loads((tmp_path / "model.keras.json").read_text())
     assert metadata["model"] == "conv1" and metadata["threshold_source"] == "validation"
     assert "cnnlab.json" in zipfile.ZipFile(out).namelist()
@@ -97,13 +97,13 @@ def test_keras_export_reloads_with_keras_and_matches_the_run(trained, photos, tm
 
 
 def test_a_mismatching_export_fails_in_one_line_and_leaves_nothing(trained, tmp_path, capsys, monkeypatch):
-    real_forward = export._onnx_forward
+    real_forward = export_formats.onnx_forward
 
     def off_by_a_little(path):
         forward = real_forward(path)
         return lambda inputs: forward(inputs) + 1e-3  # what a wrong layout or lost scaling would look like
 
-    monkeypatch.setattr(export, "_onnx_forward", off_by_a_little)
+    monkeypatch.setattr(export_formats, "onnx_forward", off_by_a_little)
     out = tmp_path / "model.onnx"
     assert run(["export", str(trained), "--format", "onnx", "--out", str(out)]) == 2
     err = capsys.readouterr().err
@@ -130,12 +130,17 @@ def test_parity_photos_can_be_given_and_must_be_readable(trained, photos, tmp_pa
     (["--format", "keras", "--out", "{tmp}/model.h5"], "must end in .keras"),
     (["--format", "onnx", "--out", "{tmp}/missing/model.onnx"], "does not exist"),
     (["--format", "onnx", "--out", "{tmp}/model.onnx", "--tolerance", "-1"], "--tolerance"),
+    (["--format", "onnx", "--out", "{tmp}/precious"], "is a folder"),
+    (["--format", "savedmodel", "--out", "{tmp}/precious"], "is not a SavedModel"),
 ])
 def test_bad_options_are_one_line_errors(trained, tmp_path, capsys, arguments, message):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("someone's work")
     arguments = [argument.format(tmp=tmp_path) for argument in arguments]
     assert run(["export", str(trained), *arguments]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "someone's work"
 
 
 def test_savedmodel_without_tensorflow_says_how_to_install_it(trained, tmp_path, capsys, monkeypatch):
