@@ -15,8 +15,10 @@ from pathlib import Path
 
 from cnnlab import __version__
 from cnnlab.cli_explain import register as register_explain_commands
+from cnnlab.cli_export import register as register_export_commands
 from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
+from cnnlab.cli_serve import register as register_serve_commands
 
 DATA_ENVIRONMENT = "CNNLAB_DATA"
 
@@ -234,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_explain_commands(commands)
     register_report_commands(commands)
     register_predict_commands(commands)
+    register_export_commands(commands)
+    register_serve_commands(commands)
     return parser
 
 

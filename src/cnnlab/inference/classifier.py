@@ -116,16 +116,25 @@ class Classifier:
             image = fit_image(image, self.options)
         return np.asarray(image, dtype=np.uint8)
 
-    def probabilities(self, pixels: np.ndarray) -> np.ndarray:
-        """uint8 (n, height, width, 3) at the run's size -> (n, classes) probabilities."""
-        inputs = to_model_input(pixels, self.pixel_scale)
+    def forward(self, inputs: np.ndarray) -> np.ndarray:
+        """Model inputs (float32, scaled, in Keras' layout) -> the model's raw outputs as NumPy."""
         with _no_gradient():
-            outputs = np.asarray(keras.ops.convert_to_numpy(self.model(inputs, training=False)), dtype=np.float64)
-            if self.tta_flip:
-                width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
-                mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
-                outputs = (outputs + np.asarray(keras.ops.convert_to_numpy(self.model(mirrored, training=False)),
-                                                dtype=np.float64)) / 2
+            return np.asarray(keras.ops.convert_to_numpy(self.model(inputs, training=False)))
+
+    def probabilities(self, pixels: np.ndarray, forward=None) -> np.ndarray:
+        """uint8 (n, height, width, 3) at the run's size -> (n, classes) probabilities.
+
+        forward: the function from model inputs to raw outputs (default: this run's Keras model).
+        `cnnlab export` passes an exported copy's, so both go through the same scaling, flips
+        and column handling and only the model itself can differ.
+        """
+        forward = forward or self.forward
+        inputs = to_model_input(pixels, self.pixel_scale)
+        outputs = np.asarray(forward(inputs), dtype=np.float64)
+        if self.tta_flip:
+            width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
+            outputs = (outputs + np.asarray(forward(mirrored), dtype=np.float64)) / 2
         outputs = np.clip(outputs, 0.0, 1.0)
         if outputs.shape[1] == 1:  # one sigmoid unit: P(class 1)
             outputs = np.concatenate([1.0 - outputs, outputs], axis=1)

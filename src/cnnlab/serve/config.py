@@ -1,0 +1,47 @@
+"""The options of `cnnlab serve`, checked before anything heavy is imported."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 8.0  # a phone photo is 2-5 MB; several per request still fit
+DEFAULT_MAX_PHOTOS = 32
+MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    run: str
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB  # cap on one request's body, all photos together
+    max_photos: int = DEFAULT_MAX_PHOTOS  # files in one request
+    threshold: float | None = None  # two-class runs: overrides the validation threshold
+
+    def __post_init__(self):
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"--port must be between 0 and 65535, got {self.port!r}")
+        if not isinstance(self.max_upload_mb, (int, float)) or not math.isfinite(self.max_upload_mb) \
+                or self.max_upload_mb <= 0:
+            raise ValueError(f"--max-upload-mb must be a positive number, got {self.max_upload_mb!r}")
+        if isinstance(self.max_photos, bool) or not isinstance(self.max_photos, int) or self.max_photos < 1:
+            raise ValueError(f"--max-photos must be a positive whole number, got {self.max_photos!r}")
+        if not self.host:
+            raise ValueError("--host must not be empty (127.0.0.1 serves this machine only)")
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MEGABYTE)
+
+    @property
+    def loopback_only(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
