@@ -18,7 +18,7 @@ def tiny_reproduction(shared_photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
     config = ReproduceConfig(str(shared_photos), str(out), quick=True, models=("mlp", "conv1"),
                              baselines=("majority", "pixel-trees"), train_per_class=16, val_per_class=8,
-                             test_per_class=8, max_epochs=1, workers=1)
+                             test_per_class=8, max_epochs=1, workers=1, modern=("resnet9-tiny",))
     log = io.StringIO()
     summary = reproduce(config, stream=log, show_progress=False)
     return out, config, summary, log.getvalue()
@@ -31,8 +31,16 @@ def test_writes_every_stage_and_a_results_table(tiny_reproduction):
                  "baselines/majority.json", "baselines/pixel-trees.json"):
         assert (out / name).exists(), name
     assert summary["images"] == {"train": 32, "val": 16, "test": 16}
-    assert [row["model"] for row in summary["rows"]] == ["mlp", "conv1", "majority", "pixel-trees"]
     markdown = (out / "results.md").read_text()
+    assert [row["model"] for row in summary["rows"]] == ["mlp", "conv1", "resnet9-tiny", "majority", "pixel-trees"]
+    # The modern model trains on the same photos, decoded at its own input size.
+    modern_data = json.loads((out / "runs/resnet9-tiny/data.json").read_text())
+    tutorial_data = json.loads((out / "runs/conv1/data.json").read_text())
+    assert modern_data["split_hash"] == tutorial_data["split_hash"]
+    assert modern_data["decode"]["width"] == 64 and tutorial_data["decode"]["width"] == 94
+    assert "**resnet9-tiny** (modern recipe, 412,913 parameters, " in markdown
+    assert "minutes of training): test accuracy" in markdown
+    assert "[3.3] train resnet9-tiny" in log
     assert "QUICK MODE" in markdown
     assert "| conv1 | 8,637,473 | 1 |" in markdown  # tutorial shape: parameters as published architecture
     assert "(0.36)" in markdown and "(0.15)" in markdown  # conv1's published MSE and Pearson beside ours
@@ -74,3 +82,22 @@ def test_reading_states_agreement_and_difference():
 def test_cli_reproduce_help_mentions_time_and_quick():
     result = subprocess.run([sys.executable, "-m", "cnnlab", "reproduce", "--help"], capture_output=True, text=True, timeout=60)
     assert "--quick" in result.stdout and "Resumable" in result.stdout
+
+
+def test_compare_puts_runs_and_reproductions_in_one_table(tiny_reproduction, capsys):
+    from cnnlab.cli import run
+    from cnnlab.experiments.compare import collect, render
+
+    out, _, summary, _ = tiny_reproduction
+    rows = collect([str(out), str(out / "runs" / "conv1")])
+    assert [row["model"] for row in rows] == ["mlp", f"conv1 ({out / 'runs' / 'conv1'})", "resnet9-tiny", "majority",
+                                              "pixel-trees", f"conv1 ({out / 'runs' / 'conv1'})"]
+    reproduced = next(row for row in summary["rows"] if row["model"] == "conv1")
+    assert rows[-1]["val_mse"] == pytest.approx(reproduced["val_mse"])  # the run's own evaluation, same figures
+    text = render(rows)
+    assert text.index("| mlp |") < text.index("| resnet9-tiny |") < text.index("| majority |")  # tutorial, modern, baselines
+    assert "different splits" not in text  # every row comes from the same split
+    assert run(["compare", str(out / "runs" / "conv1"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["model"] == "conv1"
+    assert run(["compare", str(out / "cache")]) == 2
+    assert "neither a run folder" in capsys.readouterr().err

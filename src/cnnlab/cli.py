@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cnnlab import __version__
 from cnnlab.cli_explain import register as register_explain_commands
+from cnnlab.cli_compare import register as register_compare_commands
 from cnnlab.cli_export import register as register_export_commands
 from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
@@ -96,6 +97,7 @@ def command_train(arguments) -> int:
         batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
+        init_weights=arguments.init_weights, precision=arguments.precision,
     )
     state = train(config, resume=arguments.resume)
     print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')} "
@@ -115,7 +117,7 @@ def command_evaluate(arguments) -> int:
 
 
 def command_reproduce(arguments) -> int:
-    from cnnlab.experiments.reproduce import BASELINE_NAMES, TUTORIAL_MODELS, ReproduceConfig, reproduce
+    from cnnlab.experiments.reproduce import BASELINE_NAMES, MODERN_MODELS, TUTORIAL_MODELS, ReproduceConfig, reproduce
 
     def names(text, default):
         return tuple(part for part in text.split(",") if part) if text is not None else default
@@ -125,6 +127,7 @@ def command_reproduce(arguments) -> int:
         models=names(arguments.models, TUTORIAL_MODELS), baselines=names(arguments.baselines, BASELINE_NAMES),
         train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
         max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
+        modern=names(arguments.modern, MODERN_MODELS),
     )
     reproduce(config)
     print((Path(arguments.out) / "results.md").read_text())
@@ -199,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
     train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")
     train.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
+    train.add_argument("--init-weights", metavar="PATH|imagenet",
+                       help="start from these weights: a .weights.h5 file (a whole model, e.g. an earlier run's "
+                       "best.weights.h5, or a transfer model's backbone) or 'imagenet' (downloads; online only)")
+    train.add_argument("--precision", choices=("float32", "mixed_bfloat16", "auto"),
+                       help="arithmetic (default: the recipe's; 'auto' = bfloat16 where the CPU has AMX or on a GPU)")
     train.add_argument("--val-limit", type=int, help="validate on a seeded subset of this many images")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
@@ -224,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     reproduce.add_argument("--quick", action="store_true", help="512 train / 128 val / 128 test photos per class, <= 3 epochs")
     reproduce.add_argument("--models", help="comma-separated subset of the tutorial models (default: all five)")
+    reproduce.add_argument("--modern", help="comma-separated modern models trained beside them on the same photos "
+                           "(default: resnet9; '' for none; see `cnnlab models`)")
     reproduce.add_argument("--baselines", help="comma-separated baselines: majority,pixel-trees ('' for none)")
     reproduce.add_argument("--train", type=int, help="training photos per class (default 2048; quick 512)")
     reproduce.add_argument("--val", type=int, help="validation photos per class (default 512; quick 128)")
@@ -235,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_explain_commands(commands)
     register_report_commands(commands)
+    register_compare_commands(commands)
     register_predict_commands(commands)
     register_export_commands(commands)
     register_serve_commands(commands)

@@ -1,7 +1,8 @@
 """`cnnlab reproduce`: the tutorial's experiment end to end, resumable, in one command.
 
 survey -> prepare (tutorial split, plus a test split from the photos the tutorial never used)
--> train each tutorial model with its own recipe -> the baselines -> evaluate ->
+-> train each tutorial model with its own recipe -> the modern models (issue 4) on the same
+split, each from a cache in its own input size -> the baselines -> evaluate ->
 results.json / results.md. Every stage's output lands in OUT and is reused when the command
 runs again, so a cut run (Ctrl-C, reboot, kill) continues where it stopped.
 """
@@ -22,6 +23,8 @@ from cnnlab.progress import format_duration
 from cnnlab.training import run_folder as folder
 
 TUTORIAL_MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512")
+# Trained after the tutorial's models on the same photos, to show the gap beside them.
+MODERN_MODELS = ("resnet9",)
 BASELINE_NAMES = ("majority", "pixel-trees")
 
 
@@ -40,6 +43,7 @@ class ReproduceConfig:
     max_epochs: int | None = None  # cap on every recipe's epochs (quick: 3)
     seed: int = 0
     workers: int = 0
+    modern: tuple[str, ...] = MODERN_MODELS
     notes: list = field(default_factory=list)
 
     def resolved(self) -> "ReproduceConfig":
@@ -50,6 +54,7 @@ class ReproduceConfig:
             self.data, self.out, quick, tuple(self.models), tuple(self.baselines),
             pick(self.train_per_class, 2048, 512), pick(self.val_per_class, 512, 128),
             pick(self.test_per_class, 400, 128), pick(self.max_epochs, None, 3), self.seed, self.workers,
+            tuple(self.modern),
         )
 
 
@@ -90,7 +95,12 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "reproduce-config.json"
     settings = {key: value for key, value in asdict(config).items() if key not in ("notes", "workers")}
-    if previous.exists() and folder.read_json(previous) != json.loads(json.dumps(settings)):
+    # The modern models have their own run folders and caches: adding or dropping one never
+    # invalidates the tutorial's runs, so they are not part of the consistency check.
+    def comparable(values: dict) -> dict:
+        return {key: value for key, value in values.items() if key != "modern"}
+
+    if previous.exists() and comparable(folder.read_json(previous)) != comparable(json.loads(json.dumps(settings))):
         raise ValueError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
     folder.write_json(previous, settings)
     started = time.perf_counter()
@@ -113,10 +123,12 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     train_images = len(cache.indices("train"))
 
     plan = []
-    for model in config.models:
+    for model in (*config.models, *config.modern):
         recipe = get_model_spec(model).recipe
         epochs = min(recipe.epochs, config.max_epochs) if config.max_epochs else recipe.epochs
         plan.append((model, epochs))
+    caches = {model: _model_cache(config.data, out, model, split, config.workers, show_progress, stream)
+              for model in config.modern}
     work = {model: _work(model, epochs, train_images) for model, epochs in plan}
     done_work, measured_seconds = 0.0, 0.0
     results = []
@@ -127,10 +139,10 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
              f"lr {get_model_spec(model).recipe.learning_rate:g})"
              + (" - resuming" if state and not state.get("finished") else " - done before, reused" if state else ""), stream)
         model_started = time.perf_counter()
-        train(TrainConfig(model, str(out / "cache"), str(run), epochs=epochs, seed=config.seed),
+        train(TrainConfig(model, str(caches.get(model, out / "cache")), str(run), epochs=epochs, seed=config.seed),
               resume=state is not None, show_progress=show_progress, stream=stream)
         evaluation = evaluate_run(run)
-        evaluation["family"] = "tutorial"
+        evaluation["family"] = get_model_spec(model).family
         results.append(evaluation)
         elapsed = time.perf_counter() - model_started
         if not (state and state.get("finished")):
@@ -169,6 +181,19 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     _write_report(out, [model for model, _ in plan], results, config.quick, stream)
     _log(f"done in {format_duration(summary['wall_seconds'])}: {out / 'results.md'}", stream)
     return summary
+
+
+def _model_cache(data: str, out: Path, model: str, split, workers: int, show_progress: bool, stream) -> Path:
+    """A modern model's cache: the tutorial's split (same photos, same roles), decoded at the
+    model's own input size and fit. Prepared once, reused on every later run."""
+    from cnnlab.models import get_model_spec
+
+    recipe = get_model_spec(model).recipe
+    decode = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
+    path = out / f"cache-{recipe.input_width}x{recipe.input_height}-{recipe.fit}"
+    prepared = prepare(data, path, PrepareOptions(decode, split, workers=workers), show_progress=show_progress)
+    _log(f"    {model}: " + prepared.summary(), stream)
+    return path
 
 
 def _write_report(out: Path, models: list[str], results: list[dict], quick: bool, stream) -> None:

@@ -91,6 +91,25 @@ def reading(rows: list[dict]) -> list[str]:
         if parts:
             sentences.append(f"- **{row['model']}**: " + "; ".join(parts) + ".")
     sentences += _trees_versus_networks(rows)
+    sentences += _modern_versus_tutorial(rows)
+    return sentences
+
+
+def _modern_versus_tutorial(rows: list[dict]) -> list[str]:
+    """Each modern model against the best tutorial network, on the honest test figure."""
+    key = "test_accuracy_at_validation_threshold"
+    tutorial = [row for row in rows if row.get("family") == "tutorial" and isinstance(row.get(key), float)]
+    best = max(tutorial, key=lambda row: row[key], default=None)
+    sentences = []
+    for row in rows:
+        if row.get("family") != "modern" or not isinstance(row.get(key), float):
+            continue
+        parameters = f"{row['parameters']:,} parameters" if isinstance(row.get("parameters"), int) else "modern"
+        against = (f", against {best[key]:.2f} for the best tutorial network ({best['model']}, "
+                   f"{best['parameters']:,} parameters)" if best and isinstance(best.get("parameters"), int) else "")
+        seconds = f", {row['training_seconds'] / 60:.1f} minutes of training" if row.get("training_seconds") else ""
+        sentences.append(f"- **{row['model']}** (modern recipe, {parameters}{seconds}): test accuracy {row[key]:.2f} "
+                         f"with the threshold chosen on validation{against}.")
     return sentences
 
 

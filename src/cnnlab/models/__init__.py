@@ -8,6 +8,7 @@ users skip sklearn.
 
 from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
 from cnnlab.models import modern  # noqa: F401  (registers the modern models, after the tutorial's)
+from cnnlab.models import transfer  # noqa: F401  (registers the transfer-learning model)
 from cnnlab.models.registry import (
     FAMILIES,
     FLOP_COUNTERS,

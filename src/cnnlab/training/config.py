@@ -27,6 +27,8 @@ class TrainConfig:
     # Use only this many training / validation images (a seeded, class-mixed subset): --quick.
     train_limit: int | None = None
     val_limit: int | None = None
+    # Initial weights: 'imagenet' (a transfer model's backbone) or a weights file; None = random.
+    init_weights: str | None = None
 
     def recipe(self) -> Recipe:
         """The model's recipe with this configuration's overrides applied (and validated)."""

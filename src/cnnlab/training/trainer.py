@@ -157,11 +157,17 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
         # skipped loading one (the optimizer is restored from its own checkpoint below).
         model.load_weights(run / state["last_weights"])
+    initial = None
+    if state is None and config.init_weights:
+        # Before anything is written: weights that do not fit leave no half-made run folder.
+        from cnnlab.models.transfer import apply_initial_weights
+
+        initial = apply_initial_weights(model, config.init_weights)
     steps_per_epoch = -(-len(train_rows) // recipe.batch_size)  # as len(CacheBatches): the schedule's unit
     optimizer = _compile(model, recipe, num_classes, steps_per_epoch)
     if state is None:
         run.mkdir(parents=True, exist_ok=True)
-        _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision)
+        _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision, initial)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
     else:
         folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
@@ -213,13 +219,14 @@ def _check_cache_matches(cache: Cache, run: Path, state: dict | None) -> None:
                          "resume with the same cache or start a new run")
 
 
-def _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision) -> None:
+def _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision,
+                       initial=None) -> None:
     spec = get_model_spec(config.model)
     folder.write_json(run / "config.json", {
         "train": config.to_dict(), "recipe": recipe.to_dict(), "model_family": spec.family,
         "model_description": spec.description, "input_shape": list(input_shape),
         "image_data_format": keras.config.image_data_format(), "backend": keras.backend.backend(),
-        "parameters": count_parameters(model), "precision": precision,
+        "parameters": count_parameters(model), "precision": precision, "initial_weights": initial,
     })
     folder.write_json(run / "classes.json", cache.classes)
     folder.write_json(run / "data.json", {
