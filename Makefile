@@ -45,8 +45,9 @@ test-slow: setup
 test-tensorflow: setup setup-tensorflow
 	CNNLAB_TENSORFLOW_PYTHON=$(VENV_TF)/bin/python $(BIN)/python -m pytest -k tensorflow $(PYTEST_ARGS)
 
+# The whole suite as one JSON document (benchmarks/README.md); QUICK=1 is the smoke test CI runs.
 bench: setup
-	$(BIN)/python benchmarks/data_pipeline.py
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(VENV) $(VENV_TF) cache runs reports .pytest_cache

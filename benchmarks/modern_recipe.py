@@ -87,6 +87,11 @@ def run_seed(model: str, cache_dir: Path, out: Path, seed: int, epochs: int | No
     wall = time.perf_counter() - started
     elapsed = np.cumsum([entry["seconds"] for entry in state["history"]])
     reached = [float(t) for t, accuracy in zip(elapsed, scorer.history) if accuracy >= 0.75]
+    validation = [entry.get("val_accuracy") or 0.0 for entry in state["history"]]
+
+    def seconds_to_validation(level: float):
+        times = [float(t) for t, accuracy in zip(elapsed, validation) if accuracy >= level]
+        return round(times[0], 1) if times else None
     test = evaluation["splits"]["test"]
     return {
         "seed": seed,
@@ -101,6 +106,8 @@ def run_seed(model: str, cache_dir: Path, out: Path, seed: int, epochs: int | No
         "per_epoch_test_scoring_seconds": round(scorer.seconds, 1),
         "test_accuracy_per_epoch": [round(a, 4) for a in scorer.history],
         "seconds_to_75_percent_test_accuracy": round(reached[0], 1) if reached else None,
+        # Training seconds (epochs' wall time, validation included) until validation accuracy at 0.5 first reached it.
+        "seconds_to_validation_accuracy": {f"{level:.2f}": seconds_to_validation(level) for level in (0.75, 0.85, 0.90)},
         "model_file_megabytes": evaluation["model_file_megabytes"],
         "parameters": evaluation["parameters"],
     }

@@ -1,0 +1,208 @@
+"""Training speed: cnnlab's `train` beside the tutorial's own code path, per model, plus the
+machine's matrix-multiply ceiling. Prints one JSON document on stdout; progress on stderr.
+
+    .venv/bin/python benchmarks/training_speed.py            # every tutorial model + resnet9
+    .venv/bin/python benchmarks/training_speed.py --quick    # smoke test, ~1 minute
+
+For each model, two fresh processes train two epochs on the same photos with the same model,
+recipe and batch size; the second (warm) epoch is timed:
+- `cnnlab`: cnnlab.training.trainer.train, as `cnnlab train` runs it: batches streamed from the
+  memory-mapped uint8 cache, checkpoints every epoch, the tuned allocator (runtime.py), the
+  recipe's precision and layers;
+- `tutorial`: the tutorial's way: every photo as one float32 NumPy array in RAM, Keras' stock
+  loss, `model.fit(x, y, batch_size)`, glibc's default allocator, float32.
+Images/s counts training images (validation is limited to 64 photos in both). Achieved GFLOP/s
+is the analytic forward FLOPs x 3 (forward + backward) x images/s; peak RSS is the process's
+VmHWM from /proc. Ratios are cnnlab / tutorial, from the same invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPOSITORY / "src"))
+DEFAULT_DATA = REPOSITORY.parent / "shared" / "datasets" / "dogs-vs-cats" / "train"
+MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512", "resnet9")
+VALIDATION_IMAGES = 64
+
+
+def log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def peak_rss_mb() -> float | None:
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return None
+
+
+def matmul_ceiling(threads: int, dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    kind = getattr(torch, dtype)
+    first, second = torch.randn(size, size).to(kind), torch.randn(size, size).to(kind)
+    for _ in range(3):
+        first @ second
+    started = time.perf_counter()
+    for _ in range(repeats):
+        first @ second
+    return round(repeats * 2 * size**3 / (time.perf_counter() - started) / 1e9, 1)
+
+
+class EpochTimer:
+    """Wall seconds of each epoch (Keras callback made lazily: Keras is imported in the child)."""
+
+    def __new__(cls):
+        import keras
+
+        class Timer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.seconds = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.started = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.seconds.append(time.perf_counter() - self.started)
+
+        return Timer()
+
+
+def child_cnnlab(model: str, cache: str, images: int, epochs: int) -> dict:
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.trainer import train
+
+    timer = EpochTimer()
+    with tempfile.TemporaryDirectory(prefix="cnnlab-speed-") as out, open(os.devnull, "w") as quiet:
+        state = train(TrainConfig(model, cache, str(Path(out) / "run"), epochs=epochs, train_limit=images,
+                                  val_limit=VALIDATION_IMAGES), show_progress=False, stream=quiet, callbacks=[timer])
+        precision = json.loads((Path(out) / "run" / "config.json").read_text())["precision"]
+    return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": precision,
+            "trained_epochs": state["epochs_done"]}
+
+
+def child_tutorial(model: str, cache: str, images: int, epochs: int) -> dict:
+    """The tutorial's loop: np.array of every photo as floats, model.fit, stock Keras loss."""
+    from cnnlab.runtime import configure_keras
+
+    configure_keras()
+    import keras
+    import numpy as np
+
+    from cnnlab.data.reader import open_cache
+    from cnnlab.models import build_model, get_model_spec
+    from cnnlab.training.trainer import subset
+
+    data = open_cache(cache)
+    recipe = get_model_spec(model).recipe
+    train_rows = subset(data.indices("train"), data.labels, images, 0)
+    val_rows = subset(data.indices("val"), data.labels, VALIDATION_IMAGES, 0)
+
+    def arrays(rows):
+        x = np.array(data.images[rows], dtype=np.float32)  # the whole split in RAM, as the tutorial
+        if recipe.pixel_scale == "unit":
+            x /= 255.0
+        if keras.config.image_data_format() == "channels_first":
+            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x, data.labels[rows].astype(np.float32)
+
+    (x_train, y_train), validation = arrays(train_rows), arrays(val_rows)
+    network = build_model(model, tuple(x_train.shape[1:]), 2)  # the same architecture, float32
+    loss = "mse" if recipe.loss == "mse" else "binary_crossentropy"
+    network.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=loss, metrics=["accuracy"])
+    timer = EpochTimer()
+    network.fit(x_train, y_train, batch_size=recipe.batch_size, epochs=epochs, validation_data=validation,
+                callbacks=[timer], verbose=0)
+    return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": "float32"}
+
+
+def run_child(path: str, model: str, cache: str, images: int, epochs: int) -> dict:
+    environment = dict(os.environ)
+    if path == "cnnlab":
+        from cnnlab.runtime import ALLOCATOR_ENVIRONMENT
+
+        environment.update(ALLOCATOR_ENVIRONMENT)
+    command = [sys.executable, __file__, "--child", path, model, cache, str(images), str(epochs)]
+    result = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{path} {model} failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def prepare_caches(data: str, work: Path, models: list[str], quick: bool) -> dict[str, str]:
+    from cnnlab.data.cache import PrepareOptions, prepare
+    from cnnlab.data.decode import DecodeOptions
+    from cnnlab.data.splits import SplitOptions
+    from cnnlab.models import get_model_spec
+
+    per_class = 64 if quick else 1024
+    caches = {}
+    for model in models:
+        recipe = get_model_spec(model).recipe
+        decode = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
+        path = work / f"cache-{recipe.input_width}x{recipe.input_height}-{recipe.fit}"
+        split = SplitOptions("tutorial", per_class, VALIDATION_IMAGES // 2)
+        prepare(data, path, PrepareOptions(decode, split), show_progress=False)
+        caches[model] = str(path)
+    return caches
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        path, model, cache, images, epochs = sys.argv[2:7]
+        function = child_cnnlab if path == "cnnlab" else child_tutorial
+        result = function(model, cache, int(images), int(epochs))
+        print(json.dumps({**result, "peak_rss_mb": round(peak_rss_mb() or 0, 1)}))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA") or str(DEFAULT_DATA))
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: the five tutorial models and resnet9)")
+    parser.add_argument("--images", type=int, help="training images per epoch (default 1024; 64 with --quick)")
+    parser.add_argument("--work", help="folder for the caches (default: a temporary one)")
+    parser.add_argument("--quick", action="store_true", help="conv1 and resnet9-tiny on 64 photos: a smoke test, numbers mean nothing")
+    arguments = parser.parse_args()
+    models = ["conv1", "resnet9-tiny"] if arguments.quick else [m for m in arguments.models.split(",") if m]
+    images = arguments.images or (64 if arguments.quick else 1024)
+    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-speed-"))
+    started = time.perf_counter()
+    log("matrix-multiply ceiling")
+    ceiling = {"float32_1_thread": matmul_ceiling(1), "float32_2_threads": matmul_ceiling(2),
+               "bfloat16_2_threads": matmul_ceiling(2, "bfloat16")}
+    caches = prepare_caches(arguments.data, work, models, arguments.quick)
+    from cnnlab.models import build_model, forward_flops
+
+    rows = {}
+    for model in models:
+        flops = forward_flops(build_model(model))
+        row = {"forward_gflop_per_image": round(flops / 1e9, 4)}
+        for path in ("tutorial", "cnnlab"):
+            log(f"{model}: {path} path")
+            result = run_child(path, model, caches[model], images, 2)
+            warm = result["epoch_seconds"][-1]
+            speed = images / warm
+            row[path] = {**result, "images_per_second": round(speed, 1),
+                         "achieved_gflops": round(3 * flops * speed / 1e9, 1),
+                         "share_of_float32_ceiling": round(3 * flops * speed / 1e9 / ceiling["float32_2_threads"], 3)}
+        row["speed_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["images_per_second"] / row["tutorial"]["images_per_second"], 2)
+        row["memory_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["peak_rss_mb"] / row["tutorial"]["peak_rss_mb"], 2)
+        rows[model] = row
+        log(f"{model}: {row['speed_ratio_cnnlab_over_tutorial']}x speed, {row['memory_ratio_cnnlab_over_tutorial']}x memory")
+    print(json.dumps({"benchmark": "training_speed", "quick": arguments.quick, "images_per_epoch": images,
+                      "matmul_gflops": ceiling, "models": rows, "total_seconds": round(time.perf_counter() - started, 1)},
+                     indent=1))
+
+
+if __name__ == "__main__":
+    main()
