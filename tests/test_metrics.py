@@ -124,7 +124,7 @@ def test_best_over_thresholds_breaks_ties_toward_half():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_choose_threshold_is_optimal_on_its_own_set(seed):
     labels, probabilities = binary_sample(seed, tied=seed % 2 == 1)
-    chosen = metrics.choose_threshold(labels, probabilities)
+    chosen = metrics.choose_threshold(labels, probabilities, rule="max")
     chosen_accuracy = metrics.accuracy_at(labels, probabilities, chosen)
     assert chosen_accuracy >= metrics.accuracy_at(labels, probabilities, 0.5)
     # Brute force over every distinct cut (and "predict all 1"): no threshold does better.
@@ -134,10 +134,10 @@ def test_choose_threshold_is_optimal_on_its_own_set(seed):
 
 
 def test_choose_threshold_prefers_half_on_ties_and_moves_when_better():
-    assert metrics.choose_threshold([0, 1], [0.1, 0.9]) == 0.5
+    assert metrics.choose_threshold([0, 1], [0.1, 0.9], rule="max") == 0.5
     # All positives sit at 0.2-0.3: only a low threshold gets them right.
     labels, probabilities = [0, 0, 1, 1], [0.05, 0.1, 0.2, 0.3]
-    chosen = metrics.choose_threshold(labels, probabilities)
+    chosen = metrics.choose_threshold(labels, probabilities, rule="max")
     np.testing.assert_allclose(chosen, 0.15)
     assert metrics.accuracy_at(labels, probabilities, chosen) == 1.0
 
@@ -147,9 +147,41 @@ def test_choose_threshold_prefers_half_on_ties_and_moves_when_better():
     ([0, 1, 0, 0], [0.6, 0.65, 0.7, 0.8], 0.9),  # best is "all class 0": above the maximum
 ])
 def test_choose_threshold_reaches_all_one_class(labels, probabilities, expected):
-    chosen = metrics.choose_threshold(labels, probabilities)
+    chosen = metrics.choose_threshold(labels, probabilities, rule="max")
     np.testing.assert_allclose(chosen, expected)
     np.testing.assert_allclose(metrics.accuracy_at(labels, probabilities, chosen), 0.75)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_one_standard_error_rule_stays_within_noise_of_the_best_and_nearest_half(seed):
+    labels, probabilities = binary_sample(seed, tied=seed % 2 == 1)
+    labels, probabilities = np.asarray(labels), np.asarray(probabilities)
+    chosen = metrics.choose_threshold(labels, probabilities)
+    best = metrics.accuracy_at(labels, probabilities, metrics.choose_threshold(labels, probabilities, rule="max"))
+    error = np.sqrt(best * (1 - best) / labels.size)
+    assert metrics.accuracy_at(labels, probabilities, chosen) >= best - error - 1e-12
+    # Brute force with scikit-learn over the same candidates (0.5 and every midpoint between
+    # distinct scores): the acceptable one nearest to 0.5 is the one chosen.
+    distinct = np.unique(np.concatenate(([0.0], probabilities, [1.0])))
+    candidates = np.unique(np.append((distinct[:-1] + distinct[1:]) / 2, 0.5))
+    scores = np.array([skm.accuracy_score(labels, (probabilities > c).astype(int)) for c in candidates])
+    acceptable = candidates[scores >= scores.max() - np.sqrt(scores.max() * (1 - scores.max()) / labels.size) - 1e-12]
+    assert chosen == min(acceptable, key=lambda c: (abs(c - 0.5), c))
+
+
+def test_one_standard_error_rule_keeps_half_for_noise_and_moves_for_miscalibration():
+    generator = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 250)
+    # Calibrated scores: the exact best cut is a little off 0.5 by chance; 0.5 is within noise.
+    probabilities = np.clip(np.where(labels == 1, 0.7, 0.3) + generator.normal(0, 0.2, 500), 0, 1)
+    assert metrics.choose_threshold(probabilities=probabilities, labels=labels, rule="max") != 0.5
+    assert metrics.choose_threshold(labels, probabilities) == 0.5
+    # Miscalibrated: every score below 0.5, the classes separated around 0.3: far beyond noise.
+    shifted = np.where(labels == 1, 0.35, 0.25) + generator.uniform(-0.04, 0.04, 500)
+    chosen = metrics.choose_threshold(labels, shifted)
+    assert 0.28 < chosen < 0.32 and metrics.accuracy_at(labels, shifted, chosen) == 1.0
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        metrics.choose_threshold(labels, shifted, rule="best")
 
 
 def test_confusion_matrix_matches_sklearn():

@@ -205,18 +205,36 @@ def best_accuracy_over_thresholds(labels: Any, probabilities: Any,
     return _pick_best(grid, _accuracies_for_thresholds(label_array, probability_array, grid))
 
 
-def choose_threshold(labels: Any, probabilities: Any) -> float:
-    """Threshold that maximises accuracy on (validation) data, to apply unchanged to test.
+THRESHOLD_CHOICE_RULES = ("one_standard_error", "max")
+
+
+def choose_threshold(labels: Any, probabilities: Any, rule: str = "one_standard_error") -> float:
+    """Threshold chosen on (validation) data, to apply unchanged to test.
 
     Candidates are 0.5 and the midpoints between consecutive distinct probabilities (with
-    0 and 1 added as ends, so "all class 1" and "all class 0" are reachable); ties go to the
-    candidate closest to 0.5, then to the smaller one.
+    0 and 1 added as ends, so "all class 1" and "all class 0" are reachable).
+    rule 'max': the candidate with the highest accuracy; ties go to the one closest to 0.5,
+    then to the smaller one. It overfits a small validation set: the exact maximum over
+    hundreds of cut points is partly noise (measured: a resnet9 seed lost 2.7 test points to a
+    threshold of 500 validation photos picked this way).
+    rule 'one_standard_error' (default; Breiman's one-standard-error rule): of the candidates
+    whose accuracy is within one binomial standard error sqrt(a(1 - a) / n) of the best a, the
+    one closest to 0.5 (then the smaller). A threshold moves away from 0.5 only when the
+    validation data show it is better by more than noise, as for a miscalibrated model.
     """
+    if rule not in THRESHOLD_CHOICE_RULES:
+        raise ValueError(f"unknown threshold rule {rule!r}; choose one of {', '.join(THRESHOLD_CHOICE_RULES)}")
     label_array, probability_array = validate_binary_inputs(labels, probabilities)
     distinct = np.unique(np.concatenate(([0.0], probability_array, [1.0])))
     candidates = np.unique(np.append((distinct[:-1] + distinct[1:]) / 2.0, 0.5))
     accuracies = _accuracies_for_thresholds(label_array, probability_array, candidates)
-    return _pick_best(candidates, accuracies)[1]
+    if rule == "max":
+        return _pick_best(candidates, accuracies)[1]
+    best = accuracies.max()
+    standard_error = np.sqrt(best * (1.0 - best) / label_array.size)
+    close = candidates[accuracies >= best - standard_error - 1e-12]
+    order = np.lexsort((close, np.abs(close - 0.5)))
+    return float(close[order[0]])
 
 
 def binary_report(labels: Any, probabilities: Any, threshold: float | None = None) -> dict:
