@@ -16,6 +16,7 @@ from pathlib import Path
 from cnnlab import __version__
 from cnnlab.cli_explain import register as register_explain_commands
 from cnnlab.cli_compare import register as register_compare_commands
+from cnnlab.cli_download import register as register_download_commands
 from cnnlab.cli_export import register as register_export_commands
 from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
@@ -249,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_predict_commands(commands)
     register_export_commands(commands)
     register_serve_commands(commands)
+    register_download_commands(commands)
     return parser
 
 
