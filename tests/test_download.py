@@ -28,8 +28,9 @@ from conftest import real_photos
 class ArchiveServer:
     """Serves one payload at /<name>; honours `Range: bytes=N-` unless told to ignore it."""
 
-    def __init__(self, payload: bytes, name: str = "pets.zip", honour_range: bool = True):
+    def __init__(self, payload: bytes, name: str = "pets.zip", honour_range: bool = True, cut_after: int | None = None):
         self.payload, self.name, self.honour_range = payload, name, honour_range
+        self.cut_after = cut_after  # send only this many body bytes of the first response, then hang up
         self.requests: list[dict] = []
         server = self
 
@@ -53,6 +54,9 @@ class ArchiveServer:
                     self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
+                if server.cut_after is not None:
+                    body, server.cut_after = body[:server.cut_after], None
+                    self.close_connection = True
                 self.wfile.write(body)
 
             def log_message(self, *arguments):
@@ -148,6 +152,30 @@ def test_a_partial_download_is_resumed_with_a_range_request(tmp_path):
     assert "pin it with --sha256" in result.check
     assert (dest / "pets.zip.sha256").read_text().split()[0] == hashlib.sha256(payload).hexdigest()
     assert (dest / "PetImages" / "Cat" / "3.jpg").is_file()
+
+
+def test_a_cut_connection_keeps_the_partial_and_the_next_run_resumes(tmp_path):
+    payload = _petimages_zip(per_class=20)
+    cut = len(payload) // 3
+    with ArchiveServer(payload, cut_after=cut) as server:
+        with pytest.raises(ValueError, match="run the same command again to resume"):
+            download(_options(tmp_path, server.url))
+        assert partial_path(tmp_path / "data" / "pets.zip").stat().st_size == cut
+        assert not (tmp_path / "data" / "PetImages").exists()
+        result = download(_options(tmp_path, server.url))
+    assert server.requests[-1].get("Range") == f"bytes={cut}-" and result.resumed_from == cut
+    assert (tmp_path / "data" / "pets.zip").read_bytes() == payload
+
+
+def test_a_partial_the_server_cannot_continue_is_restarted(tmp_path):
+    payload = _petimages_zip(per_class=2)
+    dest = tmp_path / "data"
+    dest.mkdir()
+    partial_path(dest / "pets.zip").write_bytes(payload + b"extra")  # longer than the file: 416
+    with ArchiveServer(payload) as server:
+        result = download(_options(tmp_path, server.url))
+    assert [request.get("Range") for request in server.requests] == [f"bytes={len(payload) + 5}-", None]
+    assert result.resumed_from == 0 and (dest / "pets.zip").read_bytes() == payload
 
 
 def test_a_server_that_ignores_range_gives_a_clean_restart(tmp_path):

@@ -18,6 +18,7 @@ files without a JFIF header, while `prepare` skips every file it cannot decode a
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -150,7 +151,7 @@ def fetch(url: str, archive: Path, timeout: float, show_progress: bool = True) -
             partial.unlink()
             return fetch(url, archive, timeout, show_progress)
         raise ValueError(f"{url}: the server answered {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         raise _offline(url, error) from None
     with response:
         resumed = start and response.status == 206 and _content_range_start(response.headers.get("Content-Range")) == start
@@ -166,7 +167,7 @@ def fetch(url: str, archive: Path, timeout: float, show_progress: bool = True) -
                     output.write(chunk)
                     fetched += len(chunk)
                     progress.update(len(chunk))
-        except OSError as error:  # a dropped connection or a stalled read (timeout)
+        except (OSError, http.client.HTTPException) as error:  # a dropped connection or a stalled read (timeout)
             raise ValueError(f"download of {url} stopped after {(start + fetched) / 1e6:.1f} MB ({error}); "
                              "run the same command again to resume") from None
         progress.close()
