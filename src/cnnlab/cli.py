@@ -16,6 +16,7 @@ from pathlib import Path
 from cnnlab import __version__
 from cnnlab.cli_explain import register as register_explain_commands
 from cnnlab.cli_compare import register as register_compare_commands
+from cnnlab.cli_download import register as register_download_commands
 from cnnlab.cli_export import register as register_export_commands
 from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
@@ -64,7 +65,15 @@ def command_prepare(arguments) -> int:
         classes=tuple(arguments.classes.split(",")) if arguments.classes else None,
         workers=arguments.workers,
     )
-    result = prepare(data_argument(arguments.data), arguments.out, options)
+    if arguments.shard_index is not None and not arguments.shards:
+        raise CommandError("--shard-index needs --shards N (the total number of shards)")
+    if arguments.shards:
+        from cnnlab.data.shards import prepare_sharded
+
+        result = prepare_sharded(data_argument(arguments.data), arguments.out, options, arguments.shards,
+                                 only=arguments.shard_index)
+    else:
+        result = prepare(data_argument(arguments.data), arguments.out, options)
     print(result.summary())
     for item in result.skipped:
         print(f"  skipped {item['path']}: {item['reason']}")
@@ -180,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--seed", type=int, default=0, help="seed of the stratified split")
     prepare.add_argument("--classes", help="explicit class order, comma-separated (index = position)")
     prepare.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
+    prepare.add_argument("--shards", "--num-shards", dest="shards", type=int, metavar="N",
+                         help="write N independent cache shards (a photo's shard is a hash of its path; same split "
+                              "as unsharded) plus a top-level manifest; completes shards prepared with --shard-index")
+    prepare.add_argument("--shard-index", type=int, metavar="I",
+                         help="prepare only shard I of --shards N (e.g. one per machine, same DATA path on each); "
+                              "then run with --shards N alone to complete the cache")
     prepare.set_defaults(handler=command_prepare)
 
     models = commands.add_parser("models", help="list registered models with parameters, FLOPs and recipes")
@@ -249,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_predict_commands(commands)
     register_export_commands(commands)
     register_serve_commands(commands)
+    register_download_commands(commands)
     return parser
 
 

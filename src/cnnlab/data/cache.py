@@ -11,6 +11,9 @@ A cache is a folder holding
 The manifest is a pure function of the inputs (no timestamps), so an unchanged folder gives a
 byte-identical manifest. Re-running reuses the pixels of unchanged files (same path, size and
 mtime, same decode options) and decodes only new or changed ones.
+
+`prepare_selection` also writes each shard of a sharded cache (cnnlab.data.shards): a shard is
+an ordinary cache of a subset of the photos whose manifest carries a "shard" entry.
 """
 
 from __future__ import annotations
@@ -83,8 +86,8 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict | None:
         manifest = json.loads((cache_dir / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        return None
+    if manifest.get("format_version") != FORMAT_VERSION or "shards" in manifest:
+        return None  # a sharded cache's top-level manifest has no pixels of its own (see shards.py)
     pixels = cache_dir / manifest.get("image_file", "")
     rows, height, width, channels = manifest["shape"]
     expected = NPY_HEADER_BYTES + rows * height * width * channels
@@ -102,12 +105,29 @@ def _reusable_rows(old: dict | None, root: Path, decode_key: dict) -> tuple[dict
     return records, skips
 
 
-def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: PrepareOptions = PrepareOptions(),
-            show_progress: bool = True) -> PrepareResult:
-    """Build or update the cache for `data_dir` in `cache_dir`. Raises ValueError on bad input."""
-    started = time.perf_counter()
+@dataclass
+class Selection:
+    """The photos a cache holds, in cache order, with labels and splits: everything but pixels.
+
+    Computed once from the whole folder, so that every shard of a sharded cache shares the
+    split, the class order and the row order an unsharded cache would have.
+    """
+
+    root: Path
+    layout: str
+    paths: list[str]  # every photo found, relative to root
+    labels: list[str]
+    ignored: list[dict]  # found but not photos (wrong extension)
+    split: SplitOptions  # resolved
+    classes: list[str]
+    assignment: list[str | None]  # split of each photo, None = unused
+    selected: list[int]  # positions of the photos to cache, in cache row order
+    shard: dict | None = None  # {"index", "count"} when this selection is one shard
+
+
+def select_photos(data_dir: str | os.PathLike, options: PrepareOptions) -> Selection:
+    """List, label and split the photos of `data_dir` (no decoding). Raises ValueError on bad input."""
     root = Path(data_dir).resolve()
-    cache_dir = Path(cache_dir)
     found = find_labelled_files(root, options.layout)
     split = options.split.resolved()
     classes = class_order(found.labels, list(options.classes) if options.classes else None,
@@ -118,6 +138,33 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
         (position for position, split_name in enumerate(assignment) if split_name),
         key=lambda position: order[assignment[position]],  # stable: keeps natural file order
     )
+    return Selection(root, found.layout, found.paths, found.labels, found.ignored, split, classes, assignment, selected)
+
+
+def sharded_count(cache_dir: str | os.PathLike) -> int | None:
+    """The number of shards when `cache_dir` holds a sharded cache's top-level manifest."""
+    try:
+        manifest = json.loads((Path(cache_dir) / MANIFEST_NAME).read_text())
+        return int(manifest["sharding"]["count"]) if "shards" in manifest else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: PrepareOptions = PrepareOptions(),
+            show_progress: bool = True) -> PrepareResult:
+    """Build or update the cache for `data_dir` in `cache_dir`. Raises ValueError on bad input."""
+    count = sharded_count(cache_dir)
+    if count is not None:
+        raise ValueError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
+    return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress)
+
+
+def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, options: PrepareOptions,
+                      show_progress: bool = True) -> PrepareResult:
+    """Decode (or reuse) the pixels of `selection` into the cache folder `cache_dir`."""
+    started = time.perf_counter()
+    found, root, cache_dir = selection, selection.root, Path(cache_dir)
+    split, classes, assignment, selected = selection.split, selection.classes, selection.assignment, selection.selected
     decode_key = options.decode_key()
     old = read_manifest(cache_dir)
     old_records, old_skips = _reusable_rows(old, root, decode_key)
@@ -140,7 +187,8 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     to_decode = [str(root / found.paths[position]) for position, _, reuse in plan if reuse is None]
     cache_dir.mkdir(parents=True, exist_ok=True)
     row_shape = (options.decode.height, options.decode.width, 3)
-    progress = Progress(len(to_decode), f"prepare {root.name}", live=None if show_progress else False,
+    label = f"prepare {root.name}" + (f" shard {selection.shard['index']}/{selection.shard['count']}" if selection.shard else "")
+    progress = Progress(len(to_decode), label, live=None if show_progress else False,
                         stream=None if show_progress else open(os.devnull, "w"))
 
     def resolve(decoded):
@@ -166,13 +214,14 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
         entries = list(resolve(iter(())))
         manifest = _build_manifest(root, found.layout, options, decode_key, split, classes,
                                    [e for e, pixels in entries if pixels is not None],
-                                   found.ignored + [e for e, pixels in entries if pixels is None])
+                                   found.ignored + [e for e, pixels in entries if pixels is None], selection.shard)
         up_to_date = manifest == old
     if not up_to_date:
         manifest = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
                                 old if old_records else None, row_shape,
                                 lambda records, skipped: _build_manifest(root, found.layout, options, decode_key, split,
-                                                                         classes, records, found.ignored + skipped))
+                                                                         classes, records, found.ignored + skipped,
+                                                                         selection.shard))
         progress.close()
     skipped = manifest["skipped"]
     reused = sum(1 for _, _, reuse in plan if reuse is not None and "reason" not in reuse)
@@ -213,7 +262,7 @@ def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_ma
             partial.unlink()
 
 
-def _build_manifest(root, layout, options, decode_key, split, classes, records, skipped) -> dict:
+def _build_manifest(root, layout, options, decode_key, split, classes, records, skipped, shard=None) -> dict:
     counts = {name: {cls: 0 for cls in classes} for name in SPLIT_NAMES}
     for record in records:
         counts[record["split"]][record["class"]] += 1
@@ -223,6 +272,7 @@ def _build_manifest(root, layout, options, decode_key, split, classes, records, 
         "source": {"root": str(root), "layout": layout},
         "decode": decode_key,
         "split": split.to_dict(),
+        **({"shard": shard} if shard else {}),  # absent from unsharded caches, which stay byte-identical
         "classes": classes,
         "class_to_index": {name: index for index, name in enumerate(classes)},
         "shape": [len(records), options.decode.height, options.decode.width, 3],

@@ -1,0 +1,156 @@
+"""Sharded caches: `cnnlab prepare DATA --out CACHE --shards N`.
+
+A sharded cache is a folder of N independent caches plus one top-level manifest:
+
+    CACHE/manifest.json              sharding options, totals, the split hash, the shard list
+    CACHE/shard-000-of-004/          a complete ordinary cache (manifest.json + images-*.npy)
+    ...
+
+- A photo's shard is a hash of its relative path (SHARD_ASSIGNMENT): deterministic, stable when
+  other photos come or go, and independent of the split. The split, the class order and the
+  row order are computed from the whole folder, so they are exactly an unsharded prepare's:
+  the same split hash, and each shard's rows are the unsharded rows restricted to its photos.
+- Each shard can be prepared on its own (`--shard-index I --shards N`, one per machine);
+  running `--shards N` without an index prepares whatever is missing or stale (shards that
+  are up to date cost nothing) and then writes the top-level manifest, last.
+- `open_cache(CACHE)` presents all shards as one cache in the unsharded row order (the
+  top-level manifest's `row_shards` says which shard each row comes from); `open_cache(CACHE,
+  shard=i)` opens one shard, for a worker that reads only its part.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, PrepareOptions, PrepareResult, prepare_selection,
+                               read_manifest, select_photos, sharded_count)
+from cnnlab.data.cache_io import replace_atomically
+from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
+
+SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"
+ROW_ORDER = "as an unsharded cache: train, val, test, each in natural file order; row_shards[row] = shard"
+MAX_SHARDS = 1000
+
+
+def shard_of(relative_path: str, count: int) -> int:
+    """The shard of a photo: a function of its relative path only (see SHARD_ASSIGNMENT)."""
+    return int(hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16], 16) % count
+
+
+def shard_folder(index: int, count: int) -> str:
+    return f"shard-{index:03d}-of-{count:03d}"
+
+
+def read_sharded_manifest(cache_dir: str | os.PathLike) -> dict | None:
+    """The top-level manifest of a completed sharded cache, or None."""
+    try:
+        manifest = json.loads((Path(cache_dir) / MANIFEST_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if manifest.get("format_version") != FORMAT_VERSION or "shards" not in manifest:
+        return None
+    return manifest
+
+
+@dataclass
+class ShardedPrepareResult:
+    cache_dir: Path
+    count: int
+    shards: dict[int, PrepareResult]  # the shards prepared by this run
+    manifest: dict | None  # top-level manifest; None when only one shard was prepared
+    seconds: float = 0.0
+
+    @property
+    def skipped(self) -> list:
+        return sorted((item for result in self.shards.values() for item in result.skipped), key=lambda item: item["path"])
+
+    def summary(self) -> str:
+        lines = [f"shard {index}: {result.summary()}" for index, result in sorted(self.shards.items())]
+        if self.manifest is None:
+            lines.append(f"cache {self.cache_dir}: {len(self.shards)} of {self.count} shards prepared by this run; once all "
+                         f"{self.count} are in {self.cache_dir}, run `cnnlab prepare DATA --out {self.cache_dir} "
+                         f"--shards {self.count}` to complete the top-level manifest")
+        else:
+            counts = self.manifest["counts"]
+            per_split = ", ".join(f"{name} {sum(counts[name].values())}" for name in SPLIT_NAMES)
+            lines.append(f"cache {self.cache_dir}: {self.manifest['shape'][0]} images in {self.count} shards ({per_split}); "
+                         f"decoded {sum(r.decoded for r in self.shards.values())}, reused "
+                         f"{sum(r.reused for r in self.shards.values())}; split hash {self.manifest['split_hash'][:16]} "
+                         f"in {self.seconds:.1f} s")
+        return "\n".join(lines)
+
+
+def _check_folder(cache_dir: Path, count: int) -> None:
+    """Refuse to mix layouts or shard counts in one folder (stale shards would linger)."""
+    existing = sharded_count(cache_dir)
+    if existing is not None and existing != count:
+        raise ValueError(f"{cache_dir} holds a cache of {existing} shards, not {count}; pass --shards {existing} "
+                         "or choose another --out")
+    if read_manifest(cache_dir) is not None:
+        raise ValueError(f"{cache_dir} holds an unsharded cache; choose another --out for a sharded one")
+    others = sorted(path.name for path in cache_dir.glob("shard-*-of-*")
+                    if path.is_dir() and not path.name.endswith(f"-of-{count:03d}"))
+    if others:
+        raise ValueError(f"{cache_dir} holds shards of another count ({others[0]}); choose another --out")
+
+
+def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: PrepareOptions,
+                    count: int, only: int | None = None, show_progress: bool = True) -> ShardedPrepareResult:
+    """Prepare all `count` shards (then the top-level manifest), or only shard `only`."""
+    started = time.perf_counter()
+    if not 1 <= count <= MAX_SHARDS:
+        raise ValueError(f"--shards must be between 1 and {MAX_SHARDS}, got {count}")
+    if only is not None and not 0 <= only < count:
+        raise ValueError(f"--shard-index must be between 0 and {count - 1} for --shards {count}, got {only}")
+    cache_dir = Path(cache_dir)
+    _check_folder(cache_dir, count)
+    selection = select_photos(data_dir, options)  # once, from the whole folder: the split every shard shares
+    shard_by_path = [shard_of(path, count) for path in selection.paths]
+    results = {}
+    for index in range(count) if only is None else [only]:
+        part = replace(
+            selection,
+            selected=[position for position in selection.selected if shard_by_path[position] == index],
+            ignored=[item for item in selection.ignored if shard_of(item["path"], count) == index],
+            shard={"index": index, "count": count},
+        )
+        results[index] = prepare_selection(part, cache_dir / shard_folder(index, count), options, show_progress)
+    manifest = None
+    if only is None:
+        manifest = _top_manifest(selection, shard_by_path, count, results)
+        replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
+    return ShardedPrepareResult(cache_dir, count, results, manifest, time.perf_counter() - started)
+
+
+def _top_manifest(selection, shard_by_path: list[int], count: int, results: dict[int, PrepareResult]) -> dict:
+    """Totals over all shards and the unsharded row order; a pure function of the shards."""
+    shard_manifests = [results[index].manifest for index in range(count)]
+    first = shard_manifests[0]
+    kept = {record["path"] for manifest in shard_manifests for record in manifest["records"]}
+    row_shards = [shard_by_path[position] for position in selection.selected if selection.paths[position] in kept]
+    records = [record for manifest in shard_manifests for record in manifest["records"]]
+    counts = {name: {cls: sum(m["counts"][name][cls] for m in shard_manifests) for cls in first["classes"]}
+              for name in SPLIT_NAMES}
+    return {
+        "format_version": FORMAT_VERSION,
+        "source": first["source"],
+        "decode": first["decode"],
+        "split": first["split"],
+        "sharding": {"count": count, "assignment": SHARD_ASSIGNMENT, "row_order": ROW_ORDER},
+        "classes": first["classes"],
+        "class_to_index": first["class_to_index"],
+        "shape": [len(row_shards), *first["shape"][1:]],
+        "dtype": "uint8",
+        "layout_note": first["layout_note"],
+        "counts": counts,
+        "split_hash": split_manifest_hash([(r["path"], r["class"], r["split"]) for r in records]),
+        "shards": [{"folder": shard_folder(index, count), "image_file": manifest["image_file"],
+                    "rows": manifest["shape"][0]} for index, manifest in enumerate(shard_manifests)],
+        "row_shards": row_shards,
+        "skipped": sorted((item for m in shard_manifests for item in m["skipped"]), key=lambda item: item["path"]),
+    }
