@@ -231,8 +231,12 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
                  "--out RUN`.*", "")
     else:
         modern_config = json.loads((modern / "config.json").read_text())
-        tour.add(f"A modern run (`cnnlab train {modern_config['train']['model']} --data CACHE --out "
-                 f"{tour.shorten(str(modern))}`), compared with the tutorial's models:", "")
+        decode = json.loads((modern / "data.json").read_text()).get("decode", {})
+        state = json.loads((modern / "state.json").read_text())
+        tour.add(f"A modern run, `{tour.shorten(str(modern))}` (a `cnnlab train {modern_config['train']['model']} "
+                 f"--data CACHE --out RUN` folder: {state.get('epochs_done')} epochs on "
+                 f"{decode.get('width')}x{decode.get('height')} photos, {decode.get('fit')} fit), compared with the "
+                 "best tutorial network:", "")
         tutorial_rows = [row for row in results["rows"] if row["model"] in sum(TUTORIAL_STEPS.values(), [])]
         best = max(tutorial_rows, key=lambda row: row.get("test_accuracy_at_validation_threshold") or 0)
         tour.cnnlab("compare", reproduction / "runs" / best["model"], modern, table=True)
@@ -245,6 +249,13 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
              "python docs/make_tutorial.py --quick --out /tmp/tour   # what CI runs: a few photos, one epoch",
              "```", "")
     return "\n".join(tour.lines).rstrip() + "\n"
+
+
+def shown_path(path: Path, reproduction: Path) -> str:
+    """A path as seen from the checkout that holds the reproduction (runs/reproduce -> its parent's
+    parent), so the page names real folders without this machine's absolute paths."""
+    checkout = reproduction.parent.parent
+    return os.path.relpath(path, checkout) if path.is_relative_to(checkout) else path.name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
         tour.cnnlab("reproduce", photos, "--out", reproduction, "--quick", *QUICK_SAMPLE, show=False)
     else:
         reproduction = Path(arguments.reproduction).resolve()
-        names[str(reproduction)] = "runs/reproduce"
+        names[str(reproduction)] = shown_path(reproduction, reproduction)
     modern_run = Path(arguments.modern_run).resolve() if arguments.modern_run else None
     if modern_run:
-        names[str(modern_run)] = "runs/resnet9"
+        names[str(modern_run)] = shown_path(modern_run, reproduction)
     command_line = "python docs/make_tutorial.py " + " ".join(argv if argv is not None else sys.argv[1:])
     page = build(tour, photos, reproduction, modern_run, photo, command_line)
     missing = [title for title in SECTIONS if f"## {title}\n" not in page]
