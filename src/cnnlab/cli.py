@@ -97,8 +97,9 @@ def command_models(arguments) -> int:
 
 
 def command_train(arguments) -> int:
+    from cnnlab.evaluation_text import format_evaluation
     from cnnlab.training.config import TrainConfig
-    from cnnlab.training.evaluation import evaluate_run, format_evaluation
+    from cnnlab.training.evaluation import evaluate_run
     from cnnlab.training.trainer import train
 
     config = TrainConfig(
@@ -117,7 +118,8 @@ def command_train(arguments) -> int:
 
 
 def command_evaluate(arguments) -> int:
-    from cnnlab.training.evaluation import evaluate_run, format_evaluation
+    from cnnlab.evaluation_text import format_evaluation
+    from cnnlab.training.evaluation import evaluate_run
 
     splits = ("val", "test") if arguments.split == "all" else (arguments.split,)
     result = evaluate_run(arguments.run, arguments.data, splits)

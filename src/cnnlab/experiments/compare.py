@@ -62,6 +62,9 @@ def _label_duplicates(rows: list[dict]) -> None:
 def render(rows: list[dict]) -> str:
     ordered = sorted(rows, key=lambda row: {"tutorial": 0, "modern": 1}.get(row.get("family"), 2))
     text = markdown_table(ordered) + "\n\n" + "\n".join(reading(ordered)) + "\n"
+    if any((row.get("classes") or 2) > 2 for row in rows):
+        text += ("\nRows with more than two classes label each photo with its most probable class: their "
+                 "accuracies need no threshold and their AUC is the mean one-vs-rest AUC over the classes.\n")
     splits = {row.get("split_hash") for row in rows}
     if len(splits) > 1:
         text += (f"\nNote: these rows come from {len(splits)} different splits of the photos (split hashes differ), "

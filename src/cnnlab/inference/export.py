@@ -190,7 +190,9 @@ def export_run(config: ExportConfig) -> ExportResult:
 
         check_tensorflow()  # before any loading: the one-line install hint comes first
     classifier = load(run)
-    metadata = export_metadata(classifier, folder.read_json(run / "config.json"))
+    run_config = folder.read_json(run / "config.json")
+    classifier.model = float32_model(classifier.model, run_config, len(classifier.classes))
+    metadata = export_metadata(classifier, run_config)
     pixels = parity_pixels(classifier, run, config.photos, config.parity_photos)
     temporary = _temporary(out)
     try:
@@ -212,6 +214,21 @@ def export_run(config: ExportConfig) -> ExportResult:
     sidecar = sidecar_path(out)
     folder.write_json(sidecar, metadata)
     return ExportResult(out, sidecar, config.format, len(pixels), difference, metadata)
+
+
+def float32_model(model, config: dict, num_classes: int):
+    """The model itself when it computes in float32, else a float32 copy with its weights.
+
+    A run trained in mixed_bfloat16 (the modern recipe on CPUs with AMX, and on GPUs) keeps float32
+    weights but computes in bfloat16, and ONNX Runtime's CPU kernels have no bfloat16 convolution.
+    Every format gets the float32 copy, and the parity check compares the export with that copy."""
+    if config.get("precision", "float32") == "float32":
+        return model
+    from cnnlab.models import build_model
+
+    copy = build_model(config["train"]["model"], tuple(config["input_shape"]), num_classes, precision="float32")
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def to_model_inputs(classifier, pixels: np.ndarray) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from cnnlab import __version__
 from cnnlab.data.cache_io import replace_atomically
 from cnnlab.report import figures, html, photos
 from cnnlab.report.collect import SPLIT, SPLIT_LABEL, RunData, load_runs, open_cache_quietly, read_survey
-from cnnlab.report.tables import metrics_section_body
+from cnnlab.report.tables import metrics_section_body, per_class_table
 
 SAMPLES_PER_CLASS = 8
 TOP_LOSSES = 8
@@ -221,6 +221,8 @@ def _confusion_section(runs: list[RunData]) -> str:
                   for index in range(len(run.classes))]
         recalls.setdefault(tuple(run.classes), []).append((run.name, recall))
     parts.insert(0, html.figures(*items))
+    # More than two classes: a table as well, since a bar chart of many classes is hard to read exactly.
+    parts += [table for run in runs if len(run.classes) > 2 and (table := per_class_table(run)) is not None]
     for classes, series in recalls.items():
         parts.append(html.figures(html.image(
             figures.per_class_accuracy(series, list(classes), SPLIT_LABEL), "per-class accuracy",

@@ -69,3 +69,18 @@ def metrics_section_body(runs: list[RunData], extra_results=()) -> str:
         parts.append(html.subheading("Against the published figures"))
         parts.append(html.bullet_list(sentences))
     return "".join(parts)
+
+
+def per_class_table(run: RunData) -> str | None:
+    """Every class's precision, recall, F1 and support on the validation split, from the run's
+    predictions (the most probable class is the label), or None when there are none."""
+    from cnnlab.metrics_multiclass import precision_recall_per_class
+
+    probabilities = run.class_probabilities()
+    if probabilities is None or run.labels is None:
+        return None
+    scores = precision_recall_per_class(run.labels, probabilities)
+    rows = [[name, _number(scores["precision"][index]), _number(scores["recall"][index]),
+             _number(scores["f1"][index]), f"{scores['support'][index]:,}"] for index, name in enumerate(run.classes)]
+    return html.subheading(f"{run.name}: every class") + html.table(
+        ["class", "precision", "recall", "F1", "photos"], rows, ["text", "", "", "", ""])
