@@ -93,11 +93,16 @@ def test_the_validation_threshold_is_chosen_on_val_and_applied_to_test(trained, 
     threshold = result["validation_threshold"]
     assert threshold is not None and 0.0 <= threshold <= 1.0
     val_labels, val_probabilities = independent_probabilities(trained, cache, "val")
-    # Oracle: no cut of the validation probabilities does better than the chosen one.
-    cuts = np.concatenate(([0.0, 1.0], val_probabilities, (np.sort(val_probabilities)[1:] + np.sort(val_probabilities)[:-1]) / 2))
-    best = max(skm.accuracy_score(val_labels, val_probabilities > cut) for cut in cuts)
-    assert skm.accuracy_score(val_labels, val_probabilities > threshold) == best
-    assert result["splits"]["val"]["accuracy_at_validation_threshold"] == best
+    # Oracle (the one-standard-error rule, by brute force): of the cuts whose validation accuracy
+    # is within one binomial standard error of the best, the one nearest to 0.5.
+    distinct = np.unique(np.concatenate(([0.0], val_probabilities, [1.0])))
+    cuts = np.unique(np.append((distinct[1:] + distinct[:-1]) / 2, 0.5))
+    scores = np.array([skm.accuracy_score(val_labels, val_probabilities > cut) for cut in cuts])
+    best = scores.max()
+    acceptable = cuts[scores >= best - np.sqrt(best * (1 - best) / len(val_labels)) - 1e-12]
+    assert threshold == pytest.approx(min(acceptable, key=lambda cut: (abs(cut - 0.5), cut)))
+    assert result["splits"]["val"]["accuracy_at_validation_threshold"] == skm.accuracy_score(
+        val_labels, val_probabilities > threshold)
     # The same threshold, unchanged, scores test.
     test_labels, test_probabilities = independent_probabilities(trained, cache, "test")
     test = result["splits"]["test"]
@@ -160,9 +165,9 @@ def test_evaluate_refuses_a_cache_with_another_split(trained, workspace, tmp_pat
 def test_evaluate_command_prints_the_same_json(trained, capsys):
     assert cli.run(["evaluate", str(trained), "--json", "--split", "test"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert list(printed["splits"]) == ["test"]
-    # Without the validation split there is no threshold to carry over.
-    assert printed["validation_threshold"] is None
+    # Validation is scored too, for the threshold that test is scored with.
+    assert list(printed["splits"]) == ["val", "test"]
+    assert printed["validation_threshold"] == evaluate_run(trained, write=False)["validation_threshold"]
     again = evaluate_run(trained, splits=("test",), write=False)["splits"]["test"]
     for report in (printed["splits"]["test"], again):
         report.pop("inference_images_per_second")  # a timing, the only field allowed to differ
@@ -172,3 +177,13 @@ def test_evaluate_command_prints_the_same_json(trained, capsys):
 def test_a_folder_without_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="not a run folder"):
         load_trained_model(tmp_path)
+
+
+def test_a_test_only_evaluation_keeps_the_validation_threshold_and_splits(trained):
+    full = evaluate_run(trained)
+    again = evaluate_run(trained, splits=("test",))
+    assert again["validation_threshold"] == pytest.approx(full["validation_threshold"])
+    assert again["splits"]["test"]["accuracy_at_validation_threshold"] == pytest.approx(
+        full["splits"]["test"]["accuracy_at_validation_threshold"])
+    stored = json.loads((trained / "evaluation.json").read_text())
+    assert set(stored["splits"]) == {"val", "test"} and stored["validation_threshold"] is not None

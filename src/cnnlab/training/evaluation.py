@@ -99,7 +99,10 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
         "best_epoch": state.get("best_epoch"), "test_time_flip": tta_flip, "splits": {},
     }
     threshold = None
-    for split in splits:
+    # Two classes: the threshold always comes from validation, also when only test is asked
+    # for (a test-only evaluation must not silently fall back to 0.5).
+    needs_threshold = len(cache.classes) == 2 and "val" not in splits and len(split_rows(cache, "val", train_config))
+    for split in (("val",) if needs_threshold else ()) + tuple(splits):
         rows = split_rows(cache, split, train_config)
         if len(rows) == 0:
             continue
@@ -114,10 +117,25 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
         report["inference_images_per_second"] = round(images_per_second, 1)
         result["splits"][split] = report
     result["validation_threshold"] = threshold
+    if write:
+        _keep_other_splits(run, result)
     result = to_jsonable(result)
     if write:
         folder.write_json(run / "evaluation.json", result)
     return result
+
+
+def _keep_other_splits(run: Path, result: dict) -> None:
+    """Splits evaluated earlier from the same weights stay in evaluation.json when this call
+    evaluates others (`cnnlab evaluate RUN --split test` must not erase validation)."""
+    try:
+        earlier = folder.read_json(run / "evaluation.json")
+    except (OSError, ValueError):
+        return
+    if (earlier.get("best_epoch"), earlier.get("epochs_done")) != (result["best_epoch"], result["epochs_done"]):
+        return
+    for split, report in earlier.get("splits", {}).items():
+        result["splits"].setdefault(split, report)
 
 
 def format_evaluation(result: dict) -> str:
