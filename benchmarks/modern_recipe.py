@@ -13,7 +13,6 @@ shared photo outside validation and test, to show how accuracy grows with data.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics

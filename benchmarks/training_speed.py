@@ -118,14 +118,21 @@ def child_tutorial(model: str, cache: str, images: int, epochs: int) -> dict:
             x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
         return x, data.labels[rows].astype(np.float32)
 
-    (x_train, y_train), validation = arrays(train_rows), arrays(val_rows)
+    # The tutorial holds its whole training set in RAM whatever it trains on; with --hold-all the
+    # peak memory is that of the tutorial's data, while the timed epochs use `images` of it.
+    held = data.indices("train") if os.environ.get("CNNLAB_BENCH_HOLD_ALL") else train_rows
+    (x_held, y_held), validation = arrays(held), arrays(val_rows)
+    position = {row: index for index, row in enumerate(held)}
+    chosen = np.array([position[row] for row in train_rows])
+    x_train, y_train = x_held[chosen], y_held[chosen]
     network = build_model(model, tuple(x_train.shape[1:]), 2)  # the same architecture, float32
     loss = "mse" if recipe.loss == "mse" else "binary_crossentropy"
     network.compile(optimizer=keras.optimizers.Adam(recipe.learning_rate), loss=loss, metrics=["accuracy"])
     timer = EpochTimer()
     network.fit(x_train, y_train, batch_size=recipe.batch_size, epochs=epochs, validation_data=validation,
                 callbacks=[timer], verbose=0)
-    return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": "float32"}
+    return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": "float32",
+            "images_held_in_ram": int(len(held)), "data_in_ram_mb": round((x_held.nbytes + x_train.nbytes) / 1e6, 1)}
 
 
 def run_child(path: str, model: str, cache: str, images: int, epochs: int) -> dict:
@@ -141,18 +148,17 @@ def run_child(path: str, model: str, cache: str, images: int, epochs: int) -> di
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def prepare_caches(data: str, work: Path, models: list[str], quick: bool) -> dict[str, str]:
+def prepare_caches(data: str, work: Path, models: list[str], per_class: int) -> dict[str, str]:
     from cnnlab.data.cache import PrepareOptions, prepare
     from cnnlab.data.decode import DecodeOptions
     from cnnlab.data.splits import SplitOptions
     from cnnlab.models import get_model_spec
 
-    per_class = 64 if quick else 1024
     caches = {}
     for model in models:
         recipe = get_model_spec(model).recipe
         decode = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
-        path = work / f"cache-{recipe.input_width}x{recipe.input_height}-{recipe.fit}"
+        path = work / f"cache-{recipe.input_width}x{recipe.input_height}-{recipe.fit}-{per_class}"
         split = SplitOptions("tutorial", per_class, VALIDATION_IMAGES // 2)
         prepare(data, path, PrepareOptions(decode, split), show_progress=False)
         caches[model] = str(path)
@@ -172,6 +178,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="training images per epoch (default 1024; 64 with --quick)")
     parser.add_argument("--work", help="folder for the caches (default: a temporary one)")
     parser.add_argument("--quick", action="store_true", help="conv1 and resnet9-tiny on 64 photos: a smoke test, numbers mean nothing")
+    parser.add_argument("--hold-all", action="store_true", help="the tutorial path holds the whole training split in RAM "
+                        "(as the tutorial does; --train-per-class sets its size), timing `--images` of it")
+    parser.add_argument("--train-per-class", type=int, help="training photos per class in the cache (default 1024; 64 with --quick)")
     arguments = parser.parse_args()
     models = ["conv1", "resnet9-tiny"] if arguments.quick else [m for m in arguments.models.split(",") if m]
     images = arguments.images or (64 if arguments.quick else 1024)
@@ -180,13 +189,22 @@ def main() -> None:
     log("matrix-multiply ceiling")
     ceiling = {"float32_1_thread": matmul_ceiling(1), "float32_2_threads": matmul_ceiling(2),
                "bfloat16_2_threads": matmul_ceiling(2, "bfloat16")}
-    caches = prepare_caches(arguments.data, work, models, arguments.quick)
+    per_class = arguments.train_per_class or (64 if arguments.quick else 1024)
+    if arguments.hold_all:
+        os.environ["CNNLAB_BENCH_HOLD_ALL"] = "1"  # read by the tutorial child
+    caches = prepare_caches(arguments.data, work, models, per_class)
     from cnnlab.models import build_model, forward_flops
 
-    rows = {}
+    # Each model's row is saved as soon as it is measured: an invocation that is cut (the heavy
+    # tutorial models take minutes each) continues with the models it had not reached.
+    saved = work / f"rows-{images}-images{'-hold-all' if arguments.hold_all else ''}.json"
+    rows = json.loads(saved.read_text()) if saved.exists() else {}
     for model in models:
+        if model in rows:
+            log(f"{model}: measured before, reused ({saved})")
+            continue
         flops = forward_flops(build_model(model))
-        row = {"forward_gflop_per_image": round(flops / 1e9, 4)}
+        row = {"forward_gflop_per_image": round(flops / 1e9, 4), "images_per_epoch": images, "hold_all": arguments.hold_all}
         for path in ("tutorial", "cnnlab"):
             log(f"{model}: {path} path")
             result = run_child(path, model, caches[model], images, 2)
@@ -198,9 +216,10 @@ def main() -> None:
         row["speed_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["images_per_second"] / row["tutorial"]["images_per_second"], 2)
         row["memory_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["peak_rss_mb"] / row["tutorial"]["peak_rss_mb"], 2)
         rows[model] = row
+        saved.write_text(json.dumps(rows))
         log(f"{model}: {row['speed_ratio_cnnlab_over_tutorial']}x speed, {row['memory_ratio_cnnlab_over_tutorial']}x memory")
     print(json.dumps({"benchmark": "training_speed", "quick": arguments.quick, "images_per_epoch": images,
-                      "matmul_gflops": ceiling, "models": rows, "total_seconds": round(time.perf_counter() - started, 1)},
+                      "matmul_gflops": ceiling, "models": {model: rows[model] for model in models}, "total_seconds": round(time.perf_counter() - started, 1)},
                      indent=1))
 
 

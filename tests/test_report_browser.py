@@ -8,22 +8,12 @@ Skips, saying why, where /usr/bin/chromium or the playwright package is absent."
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, FLAGS, require_browser
 
-CHROMIUM = Path(os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium"))
-# As the machine's notes prescribe for a sandboxed root user with no network: no background
-# requests (they would fail and log errors), no first-run or sync, no GPU.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CNNLAB_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                               "(pip install playwright; its own browser download is not needed)")
+sync_api = require_browser()
 
 
 @pytest.fixture(scope="module")

@@ -8,24 +8,15 @@ Skips, saying why, where /usr/bin/chromium or the playwright package is absent."
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
+from browser_helpers import CHROMIUM, FLAGS, require_browser
 
 import cnnlab
 from cnnlab.serve.config import ServeConfig
 from serving_helpers import ServerThread, train_tiny_run
 
-CHROMIUM = Path(os.environ.get("CNNLAB_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-if not CHROMIUM.is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set CNNLAB_CHROMIUM)",
-                allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                               "(pip install playwright; its own browser download is not needed)")
+sync_api = require_browser()
 
 
 @pytest.fixture(scope="module")
