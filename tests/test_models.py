@@ -17,6 +17,7 @@ from cnnlab import models  # noqa: E402
 
 TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
 MODERN_MODELS = ["resnet9", "resnet9-tiny"]
+TRANSFER_MODELS = ["mobilenetv3-transfer"]  # family "modern" too; its own tests: test_transfer.py
 INPUT_SHAPE = (3, 125, 94)  # channels_first: 3 channels, 125 tall, 94 wide
 
 # Parameter counts worked out by hand from the tutorial's layers. A 3x3 'valid' convolution
@@ -78,13 +79,22 @@ def raw_pixels(count: int, seed: int = 0, shape=INPUT_SHAPE) -> np.ndarray:
 
 def recipe_shape(name: str) -> tuple[int, int, int]:
     """The input shape a model is built with by default: its recipe's size."""
+    if name in TRANSFER_MODELS:
+        return (3, 128, 128)
     return INPUT_SHAPE if name in TUTORIAL_MODELS else MODERN_INPUT_SHAPE
 
 
+# The transfer model's count comes from keras.applications itself (an independent oracle):
+# the backbone without its classifier, plus a one-unit head on its 576 pooled features.
+EXPECTED_PARAMETERS["mobilenetv3-transfer"] = keras.applications.MobileNetV3Small(
+    input_shape=(3, 128, 128), include_top=False, weights=None, pooling="avg").count_params() + 576 + 1
+LAST_HIDDEN_UNITS["mobilenetv3-transfer"] = 576
+
+
 def test_registry_lists_the_tutorial_models_in_order():
-    assert models.model_names() == TUTORIAL_MODELS + MODERN_MODELS
+    assert models.model_names() == TUTORIAL_MODELS + MODERN_MODELS + TRANSFER_MODELS
     assert models.model_names("tutorial") == TUTORIAL_MODELS
-    assert models.model_names("modern") == MODERN_MODELS
+    assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS
 
 
 @pytest.mark.parametrize("name", models.model_names())
@@ -234,7 +244,7 @@ def test_duplicate_registration_is_refused_and_registration_can_be_undone():
                              family="modern")
     models.register(extra)
     try:
-        assert models.model_names("modern") == MODERN_MODELS + ["test-extra"]
+        assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS + ["test-extra"]
     finally:
         models.unregister("test-extra")
     assert "test-extra" not in models.model_names()

@@ -36,7 +36,14 @@ def _backbone(input_shape: Sequence[int], weights: str | None) -> keras.Model:
         include_preprocessing=True, name=BACKBONE_LAYER)
 
 
+MINIMUM_SIDE = 32  # keras.applications' MobileNetV3 refuses smaller inputs
+
+
 def build_mobilenet_transfer(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+    sides = input_shape[1:] if keras.config.image_data_format() == "channels_first" else input_shape[:2]
+    if min(sides) < MINIMUM_SIDE:
+        raise ValueError(f"mobilenetv3-transfer needs photos of at least {MINIMUM_SIDE}x{MINIMUM_SIDE} pixels, got "
+                         f"{sides[1]}x{sides[0]}; prepare the cache at its recipe size (128x128, `cnnlab models`)")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     features = _backbone(input_shape, weights=None)(inputs)
     features = keras.layers.Dropout(0.2, name="head_dropout")(features)
