@@ -27,7 +27,7 @@ SUITE = {
     "data_pipeline": (["data_pipeline.py"], ["--quick"]),
     "training_speed": (["training_speed.py"], ["--quick"]),
     "serving": (["serving.py"], ["--requests", "10", "--photos", "64", "--rounds", "1"]),
-    "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick", "--no-all-data"]),
+    "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),
 }
 
 
