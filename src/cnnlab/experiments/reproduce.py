@@ -58,6 +58,12 @@ class ReproduceConfig:
         )
 
 
+def _comparable(settings: dict) -> dict:
+    """The settings a rerun must share with the first run. The modern models have their own run
+    folders and caches: adding or dropping one never invalidates the tutorial's runs."""
+    return {key: value for key, value in settings.items() if key != "modern"}
+
+
 def _log(message: str, stream) -> None:
     stream.write(message + "\n")
     stream.flush()
@@ -95,12 +101,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "reproduce-config.json"
     settings = {key: value for key, value in asdict(config).items() if key not in ("notes", "workers")}
-    # The modern models have their own run folders and caches: adding or dropping one never
-    # invalidates the tutorial's runs, so they are not part of the consistency check.
-    def comparable(values: dict) -> dict:
-        return {key: value for key, value in values.items() if key != "modern"}
-
-    if previous.exists() and comparable(folder.read_json(previous)) != comparable(json.loads(json.dumps(settings))):
+    if previous.exists() and _comparable(folder.read_json(previous)) != _comparable(json.loads(json.dumps(settings))):
         raise ValueError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
     folder.write_json(previous, settings)
     started = time.perf_counter()
