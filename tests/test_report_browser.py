@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-from browser_helpers import CHROMIUM, FLAGS, require_browser
+from browser_helpers import browser_page, require_browser
 
-sync_api = require_browser()
+require_browser()  # skips this module where Chromium or Playwright is absent
 
 
 @pytest.fixture(scope="module")
@@ -33,30 +33,16 @@ def report_file(tiny_cache, tmp_path_factory) -> Path:
 
 def open_in_chromium(path: Path, profile: Path) -> dict:
     """What a browser made of the page: problems logged, requests beyond the file, every image."""
-    problems, foreign_requests = [], []
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-            viewport={"width": 1400, "height": 1000})
-        try:
-            page = context.new_page()
-            page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
-                    if message.type in ("error", "warning") else None)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("requestfailed", lambda request: problems.append(f"request failed: {request.url[:80]}"))
-            page.on("request", lambda request: foreign_requests.append(request.url[:80])
-                    if not request.url.startswith(("file:", "data:")) else None)
-            page.goto(path.resolve().as_uri(), wait_until="load")
-            images = page.evaluate("""() => Array.from(document.images, image => {
-                const box = image.getBoundingClientRect();
-                return {alt: image.alt, complete: image.complete, naturalWidth: image.naturalWidth,
-                        naturalHeight: image.naturalHeight, width: box.width, height: box.height};
-            })""")
-            return {"problems": problems, "foreign_requests": foreign_requests, "images": images,
-                    "title": page.title(),
-                    "sections": page.evaluate("() => Array.from(document.querySelectorAll('section'), s => s.id)")}
-        finally:
-            context.close()
+    with browser_page(profile, 1400, 1000, allowed=("file:", "data:")) as (page, problems, foreign_requests):
+        page.goto(path.resolve().as_uri(), wait_until="load")
+        images = page.evaluate("""() => Array.from(document.images, image => {
+            const box = image.getBoundingClientRect();
+            return {alt: image.alt, complete: image.complete, naturalWidth: image.naturalWidth,
+                    naturalHeight: image.naturalHeight, width: box.width, height: box.height};
+        })""")
+        return {"problems": problems, "foreign_requests": foreign_requests, "images": images,
+                "title": page.title(),
+                "sections": page.evaluate("() => Array.from(document.querySelectorAll('section'), s => s.id)")}
 
 
 def rendered(image: dict) -> bool:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 
 import pytest
-from browser_helpers import CHROMIUM, FLAGS, require_browser
+from browser_helpers import browser_page, require_browser
 
 import cnnlab
 from cnnlab.serve.config import ServeConfig
 from serving_helpers import ServerThread, train_tiny_run
 
-sync_api = require_browser()
+require_browser()  # skips this module where Chromium or Playwright is absent
 
 
 @pytest.fixture(scope="module")
@@ -39,46 +39,33 @@ def test_the_page_shows_the_label_of_a_dropped_photo(served, shared_photos, tmp_
     text_file = tmp_path / "notes.jpg"
     text_file.write_text("not a photo")
 
-    problems, foreign = [], []
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True, args=FLAGS,
-            viewport={"width": 1200, "height": 900})
-        try:
-            page = context.new_page()
-            page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
-                    if message.type in ("error", "warning") else None)
-            page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-            page.on("request", lambda request: foreign.append(request.url)
-                    if not request.url.startswith((address, "data:", "blob:")) else None)
-            page.goto(address + "/", wait_until="load")
-            page.wait_for_function("document.getElementById('run').textContent.startsWith('run ')")
-            assert "cat, dog" in page.text_content("#run")
+    with browser_page(tmp_path / "profile", 1200, 900, allowed=(address, "data:", "blob:")) as (page, problems, foreign):
+        page.goto(address + "/", wait_until="load")
+        page.wait_for_function("document.getElementById('run').textContent.startsWith('run ')")
+        assert "cat, dog" in page.text_content("#run")
 
-            page.set_input_files("#picker", str(photo))
-            card = page.locator(f'.card[data-file="{photo.name}"]')
-            card.locator("xpath=self::*[@data-views='done']").wait_for(timeout=60_000)
-            assert card.get_attribute("data-state") == "predicted"
-            assert card.locator(".label").text_content() == expected.label
-            bars = card.locator(".bar")
-            assert bars.count() == 2
-            shown = {bars.nth(index).get_attribute("data-class"): float(bars.nth(index).locator("span").nth(1)
-                                                                     .text_content().split()[0])
-                     for index in range(2)}
-            for name, probability in expected.probabilities.items():
-                assert shown[name] == pytest.approx(100 * probability, abs=0.06)
-            figures = card.locator("figure img")
-            assert figures.count() == 7  # model input, Grad-CAM, grey and four edge filters
-            sizes = figures.evaluate_all("images => images.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
-            assert all(complete and width > 0 and height > 0 for complete, width, height in sizes), sizes
-            page.screenshot(path=str(tmp_path / "page.png"))
+        page.set_input_files("#picker", str(photo))
+        card = page.locator(f'.card[data-file="{photo.name}"]')
+        card.locator("xpath=self::*[@data-views='done']").wait_for(timeout=60_000)
+        assert card.get_attribute("data-state") == "predicted"
+        assert card.locator(".label").text_content() == expected.label
+        bars = card.locator(".bar")
+        assert bars.count() == 2
+        shown = {bars.nth(index).get_attribute("data-class"): float(bars.nth(index).locator("span").nth(1)
+                                                                 .text_content().split()[0])
+                 for index in range(2)}
+        for name, probability in expected.probabilities.items():
+            assert shown[name] == pytest.approx(100 * probability, abs=0.06)
+        figures = card.locator("figure img")
+        assert figures.count() == 7  # model input, Grad-CAM, grey and four edge filters
+        sizes = figures.evaluate_all("images => images.map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
+        assert all(complete and width > 0 and height > 0 for complete, width, height in sizes), sizes
+        page.screenshot(path=str(tmp_path / "page.png"))
 
-            page.set_input_files("#picker", str(text_file))
-            refused = page.locator('.card[data-file="notes.jpg"][data-state="error"]')
-            refused.wait_for(timeout=30_000)
-            assert "415" in refused.text_content() and "not an image" in refused.text_content()
-        finally:
-            context.close()
+        page.set_input_files("#picker", str(text_file))
+        refused = page.locator('.card[data-file="notes.jpg"][data-state="error"]')
+        refused.wait_for(timeout=30_000)
+        assert "415" in refused.text_content() and "not an image" in refused.text_content()
     # A refused upload is shown in the page; the browser logs its 415 response, nothing else.
     assert [problem for problem in problems if "415" not in problem] == []
     assert foreign == []
