@@ -29,6 +29,8 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
+
+from data_pipeline import vm_hwm_kb  # noqa: E402  (this script's folder is on sys.path)
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "datasets" / "dogs-vs-cats" / "train"
 MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512", "resnet9")
 VALIDATION_IMAGES = 64
@@ -36,14 +38,6 @@ VALIDATION_IMAGES = 64
 
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float | None:
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmHWM:"))
-    except (OSError, StopIteration):
-        return None
 
 
 def matmul_ceiling(threads: int, dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
@@ -170,7 +164,7 @@ def main() -> None:
         path, model, cache, images, epochs = sys.argv[2:7]
         function = child_cnnlab if path == "cnnlab" else child_tutorial
         result = function(model, cache, int(images), int(epochs))
-        print(json.dumps({**result, "peak_rss_mb": round(peak_rss_mb() or 0, 1)}))
+        print(json.dumps({**result, "peak_rss_mb": round((vm_hwm_kb() or 0) / 1024, 1)}))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA") or str(DEFAULT_DATA))
