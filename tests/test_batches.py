@@ -8,7 +8,7 @@ import pytest
 
 from cnnlab.training.batches import CacheBatches, encode_labels
 from cnnlab.data.reader import open_cache
-from cnnlab.training import trainer
+from cnnlab.training import trainer, training_data
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train
 
 
@@ -108,7 +108,7 @@ def test_training_reads_the_cache_a_batch_at_a_time(tiny_cache, tmp_path, monkey
         recorders.append(opened.images)
         return opened
 
-    monkeypatch.setattr(trainer, "open_cache", recording_open_cache)
+    monkeypatch.setattr(training_data, "open_cache", recording_open_cache)
     state, _ = quiet_train(make_config(tiny_cache, tmp_path / "run", epochs=2))
     assert state["epochs_done"] == 2
     reads = recorders[0].reads

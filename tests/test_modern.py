@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from cnnlab import models
-from cnnlab.training import trainer
+from cnnlab.training import trainer, training_data
 from cnnlab.training.batches import CacheBatches, keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluation import evaluate_run
@@ -47,7 +47,7 @@ def test_the_modern_recipe_learns_stripes(tmp_path, monkeypatch):
             super().__init__(*arguments, **keywords)
             built.append((self.shuffle, self.augment))
 
-    monkeypatch.setattr(trainer, "CacheBatches", RecordingBatches)
+    monkeypatch.setattr(training_data, "CacheBatches", RecordingBatches)
     run = tmp_path / "run"
     keras.utils.set_random_seed(0)
     state = trainer.train(TrainConfig(model="resnet9-tiny", cache=str(cache), out=str(run), epochs=EPOCHS,

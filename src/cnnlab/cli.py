@@ -21,6 +21,7 @@ from cnnlab.cli_export import register as register_export_commands
 from cnnlab.cli_report import register as register_report_commands
 from cnnlab.cli_predict import register as register_predict_commands
 from cnnlab.cli_serve import register as register_serve_commands
+from cnnlab.cli_train import register as register_train_commands
 
 DATA_ENVIRONMENT = "CNNLAB_DATA"
 
@@ -93,27 +94,6 @@ def command_models(arguments) -> int:
         print(f"{model['name']:14} {model['family']:9} {model['parameters']:>12,} {model['forward_flops'] / 1e6:>10.1f}  "
               f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
               f"{recipe['epochs']} epochs, pixels {recipe['pixel_scale']} - {model['description']}")
-    return 0
-
-
-def command_train(arguments) -> int:
-    from cnnlab.evaluation_text import format_evaluation
-    from cnnlab.training.config import TrainConfig
-    from cnnlab.training.evaluation import evaluate_run
-    from cnnlab.training.trainer import train
-
-    config = TrainConfig(
-        model=arguments.model, cache=arguments.data, out=arguments.out, epochs=arguments.epochs,
-        batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
-        optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
-        seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
-        init_weights=arguments.init_weights, precision=arguments.precision,
-    )
-    state = train(config, resume=arguments.resume)
-    print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')} "
-          f"(val loss {state.get('best_val_loss')}), {state.get('training_seconds')} s of training")
-    if not arguments.no_evaluate:
-        print(format_evaluation(evaluate_run(arguments.out)))
     return 0
 
 
@@ -203,31 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--json", action="store_true", help="print JSON")
     models.set_defaults(handler=command_models)
 
-    train = commands.add_parser(
-        "train", help="train a registered model on a prepared cache into a run folder",
-        description="Train MODEL on CACHE with its recipe (override any part), checkpointing every epoch "
-                    "into OUT; --resume continues a cut run from its last finished epoch.")
-    train.add_argument("model", help="a registered model name (see `cnnlab models`)")
-    train.add_argument("--data", required=True, help="cache folder written by `cnnlab prepare`")
-    train.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
-    train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
-    train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's)")
-    train.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
-    train.add_argument("--loss", choices=("mse", "bce", "categorical_crossentropy"), help="loss (default: the recipe's)")
-    train.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="optimizer (default: the recipe's)")
-    train.add_argument("--pixels", choices=("raw", "unit"), help="raw 0-255 (tutorial) or unit 0-1 pixels")
-    train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
-    train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")
-    train.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
-    train.add_argument("--init-weights", metavar="PATH|imagenet",
-                       help="start from these weights: a .weights.h5 file (a whole model, e.g. an earlier run's "
-                       "best.weights.h5, or a transfer model's backbone) or 'imagenet' (downloads; online only)")
-    train.add_argument("--precision", choices=("float32", "mixed_bfloat16", "auto"),
-                       help="arithmetic (default: the recipe's; 'auto' = bfloat16 where the CPU has AMX or on a GPU)")
-    train.add_argument("--val-limit", type=int, help="validate on a seeded subset of this many images")
-    train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
-    train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
-    train.set_defaults(handler=command_train)
+    register_train_commands(commands)
 
     evaluate = commands.add_parser(
         "evaluate", help="score a run's best weights: MSE, log loss, Pearson, AUC, accuracies, confusion",

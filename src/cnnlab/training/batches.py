@@ -38,10 +38,19 @@ class CacheBatches(keras.utils.PyDataset):
 
     augment: None, or a callable(pixels, generator, *, rows, epoch, seed) -> pixels applied to
     each uint8 (n, height, width, 3) batch before scaling (cnnlab.training.augment.Augment).
+
+    Distributed training (cnnlab.training.distributed) reads one of two ways:
+    - rank/world_size: `batch_size` is the global batch; every worker shuffles all `rows` the
+      same way and takes its equal part of each global batch, so the workers together see
+      exactly the batches one process would (less at most world_size - 1 photos per epoch,
+      dropped so that the parts stay equal);
+    - stream/steps: a worker's own shard of rows, shuffled with its own stream, cut to `steps`
+      batches so that every worker takes the same number of steps.
     """
 
     def __init__(self, images, labels, rows, num_classes: int, batch_size: int, pixel_scale: str,
-                 shuffle: bool, seed: int = 0, epoch: int = 0, augment=None, **kwargs):
+                 shuffle: bool, seed: int = 0, epoch: int = 0, augment=None, rank: int = 0, world_size: int = 1,
+                 stream: int | None = None, steps: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(rows) == 0:
             raise ValueError("no images in this split; check the cache's split counts (cnnlab prepare)")
@@ -54,22 +63,37 @@ class CacheBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.augment = augment
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} workers; "
+                             "choose a --batch-size that is a multiple of the number of workers")
+        self.rank, self.world_size = rank, world_size
+        # Extra entropy for the shuffle and augmentation: a worker's rank, so that workers
+        # reading their own shards or augmenting their parts do not draw the same numbers.
+        self.stream = stream if stream is not None else (rank if world_size > 1 else None)
+        self.steps = steps
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Fix the order for `epoch` (0-based); called by the trainer before every epoch."""
         self.epoch = epoch
         if self.shuffle:
-            generator = np.random.default_rng([self.seed, epoch])
+            # Workers splitting global batches (world_size > 1) must all shuffle alike; a worker
+            # reading its own shard shuffles with its own stream; one process keeps its old seeds.
+            seeds = [self.seed, epoch] if self.stream is None or self.world_size > 1 else [self.seed, epoch, self.stream]
+            generator = np.random.default_rng(seeds)
             self.order = self.rows[generator.permutation(len(self.rows))]
         else:
             self.order = self.rows
+        self.order = self.order[:len(self.order) - len(self.order) % self.world_size]
 
     def __len__(self) -> int:
-        return -(-len(self.order) // self.batch_size)
+        batches = -(-len(self.order) // self.batch_size)
+        return batches if self.steps is None else min(batches, self.steps)
 
     def batch_rows(self, index: int) -> np.ndarray:
-        return self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        part = len(rows) // self.world_size
+        return rows[self.rank * part:(self.rank + 1) * part]
 
     def __getitem__(self, index: int):
         rows = self.batch_rows(index)
@@ -81,7 +105,8 @@ class CacheBatches(keras.utils.PyDataset):
             # The generator makes each batch's augmentation reproducible (and identical after a
             # resume); rows and epoch identify the images for per-image schedules such as
             # cnnlab.training.augment's alternating flip.
-            pixels = self.augment(pixels, np.random.default_rng([self.seed, self.epoch, index]),
+            seeds = [self.seed, self.epoch, index] + ([] if self.stream is None else [self.stream])
+            pixels = self.augment(pixels, np.random.default_rng(seeds),
                                   rows=rows, epoch=self.epoch, seed=self.seed)
         return to_model_input(pixels, self.pixel_scale), encode_labels(labels, self.num_classes)
 

@@ -29,6 +29,9 @@ class TrainConfig:
     val_limit: int | None = None
     # Initial weights: 'imagenet' (a transfer model's backbone) or a weights file; None = random.
     init_weights: str | None = None
+    # Photos per forward pass inside a batch (gradients summed: the same update, less memory).
+    # None = automatic (cnnlab.training.train_step), 0 = whole batches.
+    micro_batch_size: int | None = None
 
     def recipe(self) -> Recipe:
         """The model's recipe with this configuration's overrides applied (and validated)."""
@@ -42,6 +45,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         self.recipe()  # raises ValueError for unknown model or bad values
+        if self.micro_batch_size is not None and self.micro_batch_size < 0:
+            raise ValueError(f"--micro-batch-size must be >= 0 (0 = whole batches), got {self.micro_batch_size}")
         for name in ("patience", "train_limit", "val_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -9,14 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.reader import Cache, open_cache
 from cnnlab.info import library_versions
 from cnnlab.runtime import resolve_precision
 from cnnlab.models import build_model, count_parameters, get_model_spec
+from cnnlab.training import distributed, train_step
 from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import CacheBatches, keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.progress_callback import ProgressCallback
+from cnnlab.training.train_step import automatic_micro_batch_size
+from cnnlab.training.training_data import open_training_data, photos_per_epoch
 
 
 def subset(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -42,10 +44,16 @@ def _compile(model, recipe, num_classes: int, steps_per_epoch: int | None = None
 
 
 class EpochCommit(keras.callbacks.Callback):
-    """Checkpoints every finished epoch into the run folder and applies early stopping."""
+    """Checkpoints every finished epoch into the run folder and applies early stopping.
 
-    def __init__(self, run: Path, state: dict, optimizer, train_batches: CacheBatches, patience: int | None):
+    With several workers each one keeps the same state from the combined epoch logs (so they
+    stop together), and rank 0 alone writes."""
+
+    def __init__(self, run: Path, state: dict, optimizer, train_batches: CacheBatches, patience: int | None,
+                 workers: distributed.Workers = distributed.SINGLE, counts: tuple[int, int] = (1, 1)):
         super().__init__()
+        self.workers = workers
+        self.counts = counts
         self.run = run
         self.state = state
         self.optimizer_ = optimizer
@@ -58,7 +66,9 @@ class EpochCommit(keras.callbacks.Callback):
         self.epoch_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = logs if logs is not None else {}
+        # In place: the progress line (a later callback) then shows all workers' figures too.
+        logs.update(distributed.combine_logs(logs, *self.counts, self.workers))
         entry = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self.epoch_started, 3)}
         for key, value in sorted(logs.items()):
             name = key.replace("binary_accuracy", "accuracy").replace("categorical_accuracy", "accuracy")
@@ -68,10 +78,11 @@ class EpochCommit(keras.callbacks.Callback):
         entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.optimizer_.learning_rate))
         state = dict(self.state)
         number = f"{epoch + 1:04d}"
-        checkpoint = self.run / "checkpoint"
-        checkpoint.mkdir(exist_ok=True)
-        folder.save_weights(self.model, checkpoint / f"epoch-{number}.weights.h5")
-        folder.save_optimizer(self.optimizer_, checkpoint / f"optimizer-{number}.npz")
+        if self.workers.is_main:
+            checkpoint = self.run / "checkpoint"
+            checkpoint.mkdir(exist_ok=True)
+            folder.save_weights(self.model, checkpoint / f"epoch-{number}.weights.h5")
+            folder.save_optimizer(self.optimizer_, checkpoint / f"optimizer-{number}.npz")
         state["last_weights"] = f"checkpoint/epoch-{number}.weights.h5"
         state["last_optimizer"] = f"checkpoint/optimizer-{number}.npz"
         val_loss = entry.get("val_loss", entry.get("train_loss"))
@@ -89,10 +100,24 @@ class EpochCommit(keras.callbacks.Callback):
         if stop:
             state["stopped_early"] = True
             self.model.stop_training = True
-        folder.write_json(self.run / folder.STATE_NAME, state)  # the commit point
-        publish_committed_state(self.run, state)
+        if self.workers.is_main:
+            folder.write_json(self.run / folder.STATE_NAME, state)  # the commit point
+            publish_committed_state(self.run, state)
         self.state.clear()
         self.state.update(state)
+
+
+class AverageStatistics(keras.callbacks.Callback):
+    """After an epoch's last training step, before validation and the checkpoint: average the
+    workers' batch-norm statistics (cnnlab.training.distributed.average_statistics)."""
+
+    def __init__(self, workers: distributed.Workers, steps: int):
+        super().__init__()
+        self.workers, self.steps = workers, steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch + 1 == self.steps:
+            distributed.average_statistics(self.model, self.workers)
 
 
 def _finite_or_none(value) -> float | None:
@@ -110,8 +135,10 @@ def publish_committed_state(run: Path, state: dict) -> None:
     folder.remove_unreferenced_checkpoints(run, state)
 
 
-def _check_run_folder(run: Path, resume: bool) -> dict | None:
+def _check_run_folder(run: Path, resume: bool, config: TrainConfig | None = None) -> dict | None:
     state = folder.read_state(run)
+    if state is None and resume and config is not None and _started_by(run, config):
+        return None  # cut before its first epoch was committed: start it again in place
     if state is not None and not resume:
         raise ValueError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
     if state is None and run.exists() and any(p for p in run.iterdir() if not p.name.startswith(".")):
@@ -126,21 +153,27 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     """Train (or resume) a run. Returns the final state dict; raises ValueError on bad input.
 
     `callbacks` are extra Keras callbacks run after the epoch is committed (benchmarks use them
-    to score the test split per epoch; nothing they do can change what is checkpointed)."""
+    to score the test split per epoch; nothing they do can change what is checkpointed).
+    Under `torchrun` (distributed.start() called first) every worker runs this same function."""
     config.validate()
+    workers = distributed.current()
     run = Path(config.out)
-    state = _check_run_folder(run, resume)
+    # Rank 0 alone reads the run folder and gives the others what it found (or its refusal).
+    plan = distributed.from_main(workers, lambda: _plan(run, config, resume or workers.restart_count > 0))
+    state = plan["state"]
     if state is not None:
-        stored = TrainConfig.from_dict(folder.read_json(run / "config.json")["train"])
         # A resumed run continues exactly as it was configured, but reads the cache and run
         # folder where the caller says they are now: a relative --data stored by a run started
         # in another directory would not open (the split hash check below guards the data).
-        config = dataclasses.replace(stored, cache=config.cache, out=config.out)
+        config = dataclasses.replace(TrainConfig.from_dict(plan["train"]), cache=config.cache, out=config.out)
         if state.get("finished"):
             return state
     recipe = config.recipe()
-    cache = open_cache(config.cache)
-    _check_cache_matches(cache, run, state)
+    data = open_training_data(config.cache, workers)
+    if state is not None and plan["split_hash"] != data.split_hash:
+        raise ValueError(f"{run} was trained on another split of the data (split hash differs); "
+                         "resume with the same cache or start a new run")
+    cache = data.cache
     num_classes = len(cache.classes)
     train_rows = subset(cache.indices("train"), cache.labels, config.train_limit, config.seed)
     val_rows = subset(cache.indices("val"), cache.labels, config.val_limit, config.seed)
@@ -149,36 +182,44 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     input_shape = (channels, height, width) if keras.config.image_data_format() == "channels_first" else (height, width, channels)
     # 'auto' is settled once, when the run starts, and stored: a resumed run or an evaluation
     # on another machine rebuilds the model in the precision it was trained in.
-    precision = resolve_precision(recipe.precision) if state is None else \
-        folder.read_json(run / "config.json").get("precision", "float32")
+    precision = resolve_precision(recipe.precision) if state is None else plan["precision"]
+    precision = distributed.from_main(workers, lambda: precision)  # workers' CPUs could differ
     model = build_model(config.model, input_shape, num_classes, precision=precision)
-    if state is not None:
+    if state is not None and workers.is_main:
         publish_committed_state(run, state)
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
         # skipped loading one (the optimizer is restored from its own checkpoint below).
         model.load_weights(run / state["last_weights"])
     initial = None
-    if state is None and config.init_weights:
+    if state is None and config.init_weights and workers.is_main:
         # Before anything is written: weights that do not fit leave no half-made run folder.
         from cnnlab.models.transfer import apply_initial_weights
 
         initial = apply_initial_weights(model, config.init_weights)
-    steps_per_epoch = -(-len(train_rows) // recipe.batch_size)  # as len(CacheBatches): the schedule's unit
-    optimizer = _compile(model, recipe, num_classes, steps_per_epoch)
+    train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
+                                              epoch=0 if state is None else state["epochs_done"])
+    optimizer = _compile(model, recipe, num_classes, len(train_batches))
     if state is None:
-        run.mkdir(parents=True, exist_ok=True)
-        _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision, initial)
+        description = data.description(train_rows, val_rows)  # on every worker: counts are summed over them
+        if workers.is_main:
+            run.mkdir(parents=True, exist_ok=True)
+            _write_description(run, config, recipe, data, model, description, input_shape, precision, initial, workers)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
-    else:
+    elif workers.is_main:
         folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
-    train_batches = CacheBatches(cache.images, cache.labels, train_rows, num_classes, recipe.batch_size,
-                                 recipe.pixel_scale, shuffle=True, seed=config.seed, epoch=state["epochs_done"],
-                                 augment=recipe.augment)  # training only: validation sees the photos as they are
-    val_batches = CacheBatches(cache.images, cache.labels, val_rows, num_classes, max(recipe.batch_size, 128),
-                               recipe.pixel_scale, shuffle=False)
+    else:
+        optimizer.build(model.trainable_variables)
+    distributed.broadcast_variables(optimizer.variables, workers)
+    # DistributedDataParallel copies rank 0's (loaded or initial) weights to every worker here.
+    forward = distributed.wrap(model, workers) if workers.distributed else None
+    micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
+        automatic_micro_batch_size(model, train_batches.batch_size // workers.world_size)
+    train_step.install(model, micro_batch_size or None, forward)
     callbacks = [
         *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
-        EpochCommit(run, state, optimizer, train_batches, config.patience),
+        *([AverageStatistics(workers, len(train_batches))] if workers.distributed else []),
+        EpochCommit(run, state, optimizer, train_batches, config.patience, workers,
+                    counts=(photos_per_epoch(train_batches), len(val_batches.rows))),
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
         *(callbacks or []),
     ]
@@ -187,8 +228,20 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
                   callbacks=callbacks, verbose=0, shuffle=False)
     state["finished"] = True
     state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]), 2)
-    folder.write_json(run / folder.STATE_NAME, state)
+    if workers.is_main:
+        folder.write_json(run / folder.STATE_NAME, state)
     return state
+
+
+def _plan(run: Path, config: TrainConfig, resume: bool) -> dict:
+    """What the run folder says: a fresh start (state None) or the state, stored configuration,
+    precision and split hash to resume with."""
+    state = _check_run_folder(run, resume, config)
+    if state is None:
+        return {"state": None}
+    stored = folder.read_json(run / "config.json")
+    return {"state": state, "train": stored["train"], "precision": stored.get("precision", "float32"),
+            "split_hash": folder.read_json(run / "data.json")["split_hash"]}
 
 
 def _ema_callbacks(recipe, resumed: bool) -> list:
@@ -210,29 +263,25 @@ def _ema_callbacks(recipe, resumed: bool) -> list:
     return [swap]
 
 
-def _check_cache_matches(cache: Cache, run: Path, state: dict | None) -> None:
-    if state is None:
-        return
-    data = folder.read_json(run / "data.json")
-    if data["split_hash"] != cache.split_hash:
-        raise ValueError(f"{run} was trained on another split of the data (split hash differs); "
-                         "resume with the same cache or start a new run")
+def _started_by(run: Path, config: TrainConfig) -> bool:
+    """True when `run` holds only what this same configuration writes before its first epoch."""
+    try:
+        return folder.read_json(run / "config.json")["train"] == config.to_dict()
+    except (OSError, ValueError, KeyError):
+        return False
 
 
-def _write_description(run, config, recipe, cache, model, train_rows, val_rows, input_shape, precision,
-                       initial=None) -> None:
+def _write_description(run, config, recipe, data, model, description: dict, input_shape, precision,
+                       initial, workers) -> None:
     spec = get_model_spec(config.model)
     folder.write_json(run / "config.json", {
         "train": config.to_dict(), "recipe": recipe.to_dict(), "model_family": spec.family,
         "model_description": spec.description, "input_shape": list(input_shape),
         "image_data_format": keras.config.image_data_format(), "backend": keras.backend.backend(),
         "parameters": count_parameters(model), "precision": precision, "initial_weights": initial,
+        "workers": workers.world_size,
     })
-    folder.write_json(run / "classes.json", cache.classes)
-    folder.write_json(run / "data.json", {
-        "cache": str(Path(config.cache).resolve()), "split_hash": cache.split_hash,
-        "image_file": cache.manifest["image_file"], "decode": cache.manifest["decode"],
-        "split": cache.manifest["split"], "train_images": int(len(train_rows)), "val_images": int(len(val_rows)),
-        "test_images": int(len(cache.indices("test"))),
-    })
+    folder.write_json(run / "classes.json", data.cache.classes)
+    folder.write_json(run / "data.json", {"cache": str(Path(config.cache).resolve()),
+                                          **description})
     folder.write_json(run / "versions.json", library_versions())
