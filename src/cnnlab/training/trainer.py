@@ -17,7 +17,7 @@ from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import CacheBatches, keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.progress_callback import ProgressCallback
-from cnnlab.training.train_step import automatic_micro_batch_size
+from cnnlab.training.train_step import automatic_micro_batch_size, validation_batch_size
 from cnnlab.training.training_data import open_training_data, photos_per_epoch
 
 
@@ -197,7 +197,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
 
         initial = apply_initial_weights(model, config.init_weights)
     train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
-                                              epoch=0 if state is None else state["epochs_done"])
+                                              epoch=0 if state is None else state["epochs_done"],
+                                              validation_batch=validation_batch_size(model, recipe.batch_size))
     optimizer = _compile(model, recipe, num_classes, len(train_batches))
     if state is None:
         description = data.description(train_rows, val_rows)  # on every worker: counts are summed over them

@@ -22,12 +22,12 @@ class TrainingData:
     workers: distributed.Workers
     sharded: bool  # each worker reads its own cache shard
 
-    def batches(self, train_rows: np.ndarray, val_rows: np.ndarray, recipe, seed: int, epoch: int):
+    def batches(self, train_rows: np.ndarray, val_rows: np.ndarray, recipe, seed: int, epoch: int,
+                validation_batch: int = 128):
         """Training batches (shuffled, augmented) and validation batches (as the photos are)."""
         workers, cache = self.workers, self.cache
         common = dict(images=cache.images, labels=cache.labels, num_classes=len(cache.classes),
                       pixel_scale=recipe.pixel_scale)
-        validation_batch = max(recipe.batch_size, 128)
         if not self.sharded:
             train = CacheBatches(rows=train_rows, batch_size=recipe.batch_size, shuffle=True, seed=seed, epoch=epoch,
                                  augment=recipe.augment, rank=workers.rank, world_size=workers.world_size, **common)
