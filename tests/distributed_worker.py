@@ -34,6 +34,12 @@ def main() -> None:
     trainer.open_training_data = recording
 
     class SaveWeights(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            # On TensorFlow: the replicas the model's fit spreads each batch over (proof that the
+            # strategy, not two independent processes, trained it).
+            strategy = getattr(self.model, "distribute_strategy", None)
+            opened["replicas"] = int(strategy.num_replicas_in_sync) if strategy is not None else None
+
         def on_train_end(self, logs=None):
             weights = [keras.ops.convert_to_numpy(variable.value) for variable in self.model.weights]
             np.savez(report / f"rank-{workers.rank}.npz", *weights)

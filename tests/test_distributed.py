@@ -5,7 +5,9 @@
 - a worker killed mid-run: torchrun restarts the group, which resumes from the last committed
   epoch and ends exactly where the uninterrupted run ended;
 - a cache prepared with --shards 2: each worker reads only its own shard;
-- refusals: --distributed without a launcher, a global batch that does not split evenly.
+- refusals: --distributed without a launcher, a global batch that does not split evenly;
+- TensorFlow (`make test-tensorflow`): 2 MultiWorkerMirroredStrategy workers from TF_CONFIG end
+  with identical weights, those of one TensorFlow process fed the same global batches.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.shards import prepare_sharded
 from cnnlab.data.splits import SplitOptions
 from synthetic import stripes_cache
+from test_backends import tensorflow_python
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -181,3 +184,39 @@ def test_a_global_batch_must_split_evenly_over_the_workers(data):
     for index in range(len(whole)):
         together = np.concatenate([part.batch_rows(index) for part in parts])
         assert np.array_equal(together, whole.batch_rows(index)) and len(parts[0].batch_rows(index)) == 8
+
+
+def test_two_tensorflow_workers_match_one_process(data):
+    python = tensorflow_python()
+    if python is None:
+        pytest.skip("TensorFlow is not installed; run `make test-tensorflow` (installs the [tensorflow] extra)")
+    settings = dict(SETTINGS, cache=str(data / "cache"), out=str(data / "tensorflow-run"))
+    report = data / "tensorflow-report"
+    report.mkdir()
+    base = dict(environment(), KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(2)]
+    workers = [subprocess.Popen([python, str(WORKER), json.dumps(settings), str(report)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=dict(base, TF_CONFIG=json.dumps(
+                                    {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}})))
+               for index in (0, 1)]
+    for worker in workers:
+        _, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stderr[-3000:]
+    ranks = [json.loads((report / f"rank-{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["replicas"] for rank in ranks] == [2, 2]  # one strategy over both processes
+    for first, second in zip(weights(report, 0), weights(report, 1)):
+        assert np.array_equal(first, second)
+    assert json.loads((data / "tensorflow-run" / "config.json").read_text())["workers"] == 2
+
+    alone = data / "tensorflow-one-process"
+    alone.mkdir()
+    result = subprocess.run([python, str(WORKER), json.dumps(dict(settings, out=str(data / "tensorflow-one-run"))),
+                             str(alone), "--single"], capture_output=True, text=True, env=base, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    together = json.loads((report / "rank-0.json").read_text())["history"]
+    single = json.loads((alone / "rank-0.json").read_text())["history"]
+    for epoch_together, epoch_alone in zip(together, single):
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            assert epoch_together[key] == pytest.approx(epoch_alone[key], rel=1e-4, abs=1e-6), key
+    for distributed_value, single_value in zip(weights(report, 0), weights(alone, 0)):
+        np.testing.assert_allclose(distributed_value, single_value, rtol=1e-4, atol=1e-4)

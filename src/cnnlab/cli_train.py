@@ -66,8 +66,9 @@ def register(commands) -> None:
                        help="run each batch through the model N photos at a time and sum the gradients: the same "
                        "update with less memory (default: automatic for models without batch norm; 0 = whole batches)")
     train.add_argument("--distributed", action="store_true",
-                       help="one worker of a torchrun job (reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); "
-                       "rank 0 writes the run folder; a restarted job resumes (docs/distributed.md)")
+                       help="one worker of a torchrun job (reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; on "
+                       "the TensorFlow backend TF_CONFIG); rank 0 writes the run folder; a restarted job resumes "
+                       "(docs/distributed.md)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
     train.set_defaults(handler=command_train)

@@ -2,6 +2,9 @@
 
     torchrun --nproc-per-node 2 -m cnnlab train conv2 --data CACHE --out RUN --distributed
 
+On the TensorFlow backend the same flag joins tf.distribute.MultiWorkerMirroredStrategy from
+TF_CONFIG instead (one process per worker, started by the cluster; see the end of this module).
+
 Each worker is one process running the same `train` call. They differ only in what this module
 tells the trainer (docs/distributed.md has the whole picture):
 - which photos they read: their part of every global batch from the whole cache, or, when the
@@ -35,6 +38,7 @@ class Workers:
     local_rank: int = 0
     # How many times torchrun has restarted the group (a worker died): such a start resumes.
     restart_count: int = 0
+    backend: str = "torch"  # or "tensorflow" (MultiWorkerMirroredStrategy)
 
     @property
     def is_main(self) -> bool:
@@ -45,8 +49,20 @@ class Workers:
         return self.world_size > 1
 
 
+    @property
+    def reads_run_folder(self) -> bool:
+        """Rank 0 reads the run folder and broadcasts it on torch; every TensorFlow worker reads
+        it (TF_CONFIG clusters share the run folder; there is no object broadcast to use)."""
+        return self.is_main or self.backend == "tensorflow"
+
+    @property
+    def on_torch(self) -> bool:
+        return self.distributed and self.backend == "torch"
+
+
 SINGLE = Workers()
 _current = SINGLE
+_strategy = None  # the TensorFlow strategy, when the workers run on TensorFlow
 
 
 def current() -> Workers:
@@ -59,16 +75,16 @@ def start(environment: dict | None = None, timeout_seconds: float = 1800) -> Wor
     process was not started by a launcher, or the backend is not PyTorch."""
     global _current
     environment = dict(os.environ if environment is None else environment)
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        return _start_tensorflow(environment)
     missing = [name for name in LAUNCH_VARIABLES if name not in environment]
     if missing:
         raise ValueError(f"--distributed: {', '.join(missing)} not set; start the workers with torchrun, e.g. "
                          "`torchrun --nproc-per-node 2 -m cnnlab train ... --distributed` (docs/distributed.md)")
-    import keras
-
     if keras.backend.backend() != "torch":
-        raise ValueError("--distributed trains with torch.distributed and needs the PyTorch backend (unset "
-                         "KERAS_BACKEND): Keras 3.15's fit cannot run under TensorFlow's MultiWorkerMirroredStrategy "
-                         "(keras-team/keras#20585; docs/distributed.md)")
+        raise ValueError(f"--distributed needs the PyTorch or TensorFlow backend, not {keras.backend.backend()}")
     import torch
     import torch.distributed as dist
 
@@ -91,8 +107,49 @@ def start(environment: dict | None = None, timeout_seconds: float = 1800) -> Wor
     return workers
 
 
+def _start_tensorflow(environment: dict) -> Workers:
+    """Join the MultiWorkerMirroredStrategy cluster that TF_CONFIG describes."""
+    global _current, _strategy
+    import json
+
+    try:
+        described = json.loads(environment["TF_CONFIG"])
+        cluster, task = described["cluster"], described["task"]
+        chiefs, workers = list(cluster.get("chief", [])), list(cluster["worker"])
+        rank = int(task["index"]) + (len(chiefs) if task["type"] == "worker" else 0)
+    except (KeyError, ValueError, TypeError) as error:
+        raise ValueError(f"--distributed on TensorFlow reads TF_CONFIG ({error!r} missing or invalid); set it as "
+                         "docs/distributed.md shows, or use the PyTorch backend with torchrun") from None
+    import tensorflow as tf
+
+    from cnnlab.training import keras_multiworker
+
+    keras_multiworker.apply()
+    _strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    _current = Workers(rank, len(chiefs) + len(workers), backend="tensorflow")
+    return _current
+
+
+def scope(workers: Workers):
+    """Where to build and compile the model: the TensorFlow strategy's scope, else nowhere special."""
+    import contextlib
+
+    return _strategy.scope() if workers.backend == "tensorflow" and _strategy is not None else contextlib.nullcontext()
+
+
+def prepare_model(model, workers: Workers) -> None:
+    """Whatever the engine needs around a compiled model: Keras' repairs on TensorFlow."""
+    if workers.distributed and workers.backend == "tensorflow":
+        from cnnlab.training import keras_multiworker
+
+        keras_multiworker.apply(model)
+
+
 def stop() -> None:
-    global _current
+    global _current, _strategy
+    if _current.backend == "tensorflow":
+        _current, _strategy = SINGLE, None
+        return
     if _current.distributed:
         import torch.distributed as dist
 
@@ -106,6 +163,10 @@ def from_main(workers: Workers, function: Callable[[], object]):
     every worker (a refusal on rank 0 must not leave the others waiting for ever)."""
     if not workers.distributed:
         return function()
+    if workers.backend == "tensorflow":
+        result = function()  # every worker reads the shared run folder itself...
+        barrier(workers)  # ...before rank 0 writes anything there
+        return result
     outcome = [None]
     if workers.is_main:
         try:
@@ -117,6 +178,19 @@ def from_main(workers: Workers, function: Callable[[], object]):
     if kind == "error":
         raise ValueError(value)
     return value
+
+
+def barrier(workers: Workers) -> None:
+    if not workers.distributed:
+        return
+    if workers.backend == "tensorflow":
+        import tensorflow as tf
+
+        _strategy.reduce("SUM", _strategy.run(lambda: tf.constant(1.0)), axis=None)
+        return
+    import torch.distributed as dist
+
+    dist.barrier()
 
 
 def _broadcast_objects(values: list) -> list:
@@ -137,8 +211,9 @@ def wrap(model, workers: Workers):
 
 
 def broadcast_variables(variables, workers: Workers) -> None:
-    """Copy rank 0's values of Keras variables (e.g. the optimizer's moments) to every worker."""
-    if not workers.distributed:
+    """Copy rank 0's values of Keras variables (e.g. the optimizer's moments) to every worker.
+    (TensorFlow workers each load them from the shared run folder.)"""
+    if not workers.on_torch:
         return
     import torch
     import torch.distributed as dist
@@ -150,8 +225,9 @@ def broadcast_variables(variables, workers: Workers) -> None:
 
 def average_statistics(model, workers: Workers) -> None:
     """Average the non-trainable float variables (batch-norm moving means and variances) across
-    workers, as timm's distribute_bn does: each worker's batches updated its own copy."""
-    if not workers.distributed:
+    workers, as timm's distribute_bn does: each worker's batches updated its own copy. (On
+    TensorFlow the strategy keeps mirrored variables in step itself.)"""
+    if not workers.on_torch:
         return
     import torch
     import torch.distributed as dist
@@ -166,8 +242,9 @@ def average_statistics(model, workers: Workers) -> None:
 
 def combine_logs(logs: dict, train_count: int, val_count: int, workers: Workers) -> dict:
     """Epoch logs over all workers: every metric is a mean over photos, so the combined value is
-    the photo-weighted mean of the workers' values (validation parts may differ by a photo)."""
-    if not workers.distributed:
+    the photo-weighted mean of the workers' values (validation parts may differ by a photo).
+    TensorFlow's strategy has already averaged each step's values over the workers."""
+    if not workers.on_torch:
         return logs
     import torch
     import torch.distributed as dist
@@ -181,8 +258,8 @@ def combine_logs(logs: dict, train_count: int, val_count: int, workers: Workers)
 
 
 def reduce_int(value: int, workers: Workers, operation: str) -> int:
-    """The 'min' or 'sum' of an integer over all workers."""
-    if not workers.distributed:
+    """The 'min' or 'sum' of an integer over all workers (torch; TensorFlow never shards)."""
+    if not workers.on_torch:
         return value
     import torch
     import torch.distributed as dist
@@ -193,5 +270,6 @@ def reduce_int(value: int, workers: Workers, operation: str) -> int:
 
 
 def validation_part(rows: np.ndarray, workers: Workers) -> np.ndarray:
-    """Every world_size-th validation photo: the workers' parts cover the split exactly once."""
-    return rows[workers.rank::workers.world_size]
+    """Every world_size-th validation photo: the workers' parts cover the split exactly once.
+    TensorFlow workers are all given every photo: the strategy splits each batch itself."""
+    return rows[workers.rank::workers.world_size] if workers.on_torch else rows

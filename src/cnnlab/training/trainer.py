@@ -184,8 +184,9 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     # on another machine rebuilds the model in the precision it was trained in.
     precision = resolve_precision(recipe.precision) if state is None else plan["precision"]
     precision = distributed.from_main(workers, lambda: precision)  # workers' CPUs could differ
-    model = build_model(config.model, input_shape, num_classes, precision=precision)
-    if state is not None and workers.is_main:
+    with distributed.scope(workers):  # TensorFlow's strategy must create the variables
+        model = build_model(config.model, input_shape, num_classes, precision=precision)
+    if state is not None and workers.reads_run_folder:
         publish_committed_state(run, state)
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
         # skipped loading one (the optimizer is restored from its own checkpoint below).
@@ -199,26 +200,29 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
                                               epoch=0 if state is None else state["epochs_done"],
                                               validation_batch=validation_batch_size(model, recipe.batch_size))
-    optimizer = _compile(model, recipe, num_classes, len(train_batches))
+    with distributed.scope(workers):
+        optimizer = _compile(model, recipe, num_classes, len(train_batches))
+    distributed.prepare_model(model, workers)
     if state is None:
         description = data.description(train_rows, val_rows)  # on every worker: counts are summed over them
         if workers.is_main:
             run.mkdir(parents=True, exist_ok=True)
             _write_description(run, config, recipe, data, model, description, input_shape, precision, initial, workers)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
-    elif workers.is_main:
-        folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
+    elif workers.reads_run_folder:
+        with distributed.scope(workers):
+            folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
     else:
         optimizer.build(model.trainable_variables)
     distributed.broadcast_variables(optimizer.variables, workers)
     # DistributedDataParallel copies rank 0's (loaded or initial) weights to every worker here.
-    forward = distributed.wrap(model, workers) if workers.distributed else None
+    forward = distributed.wrap(model, workers) if workers.on_torch else None
     micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
         automatic_micro_batch_size(model, train_batches.batch_size // workers.world_size)
     train_step.install(model, micro_batch_size or None, forward)
     callbacks = [
         *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
-        *([AverageStatistics(workers, len(train_batches))] if workers.distributed else []),
+        *([AverageStatistics(workers, len(train_batches))] if workers.on_torch else []),
         EpochCommit(run, state, optimizer, train_batches, config.patience, workers,
                     counts=(photos_per_epoch(train_batches), len(val_batches.rows))),
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),

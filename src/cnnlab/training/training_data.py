@@ -29,8 +29,10 @@ class TrainingData:
         common = dict(images=cache.images, labels=cache.labels, num_classes=len(cache.classes),
                       pixel_scale=recipe.pixel_scale)
         if not self.sharded:
+            # TensorFlow workers all read every global batch: the strategy splits it among them.
+            rank, world_size = (workers.rank, workers.world_size) if workers.on_torch else (0, 1)
             train = CacheBatches(rows=train_rows, batch_size=recipe.batch_size, shuffle=True, seed=seed, epoch=epoch,
-                                 augment=recipe.augment, rank=workers.rank, world_size=workers.world_size, **common)
+                                 augment=recipe.augment, rank=rank, world_size=world_size, **common)
             val = CacheBatches(rows=distributed.validation_part(val_rows, workers), batch_size=validation_batch,
                                shuffle=False, **common)
             return train, val
@@ -59,13 +61,14 @@ class TrainingData:
                 "decode": self.manifest["decode"], "split": self.manifest["split"], "train_images": int(train_images),
                 "val_images": int(val_images), **counts,
                 "workers": workers.world_size, "worker_data": "own cache shard" if self.sharded else
-                "an equal part of every global batch"}
+                "an equal part of every global batch" if workers.on_torch or not workers.distributed else
+                "every global batch, split by TensorFlow's strategy"}
 
 
 def open_training_data(cache_dir: str | Path, workers: distributed.Workers) -> TrainingData:
     """A cache prepared with `--shards N` for N workers gives each worker its shard; otherwise
     every worker opens the whole cache (memory-mapped: each reads only the rows it trains on)."""
-    top = read_sharded_manifest(cache_dir) if workers.distributed else None
+    top = read_sharded_manifest(cache_dir) if workers.on_torch else None
     if top is not None and len(top["shards"]) == workers.world_size:
         cache = open_cache(cache_dir, shard=workers.rank)
         return TrainingData(cache, top["split_hash"], top, workers, sharded=True)
