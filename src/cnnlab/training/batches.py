@@ -33,6 +33,13 @@ def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
+def check_batch_splits(batch_size: int, world_size: int) -> None:
+    """A global batch must split into equal parts, one per worker."""
+    if batch_size % world_size:
+        raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} workers; "
+                         "choose a --batch-size that is a multiple of the number of workers")
+
+
 class CacheBatches(keras.utils.PyDataset):
     """A keras PyDataset over some rows of a cache.
 
@@ -63,9 +70,7 @@ class CacheBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.augment = augment
-        if batch_size % world_size:
-            raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} workers; "
-                             "choose a --batch-size that is a multiple of the number of workers")
+        check_batch_splits(batch_size, world_size)
         self.rank, self.world_size = rank, world_size
         # Extra entropy for the shuffle and augmentation: a worker's rank, so that workers
         # reading their own shards or augmenting their parts do not draw the same numbers.

@@ -116,12 +116,6 @@ def _train_step(self, data, micro_batch_size: int | None, forward):
 
 
 def _rows(value, part: slice):
-    if value is None:
-        return None
-    return tree_map(lambda item: item[part], value)
-
-
-def tree_map(function, value):
     from keras.src import tree
 
-    return tree.map_structure(function, value)
+    return None if value is None else tree.map_structure(lambda item: item[part], value)

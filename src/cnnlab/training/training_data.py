@@ -11,7 +11,7 @@ import numpy as np
 from cnnlab.data.reader import Cache, open_cache
 from cnnlab.data.shards import read_sharded_manifest
 from cnnlab.training import distributed
-from cnnlab.training.batches import CacheBatches
+from cnnlab.training.batches import CacheBatches, check_batch_splits
 
 
 @dataclasses.dataclass
@@ -36,9 +36,7 @@ class TrainingData:
             val = CacheBatches(rows=distributed.validation_part(val_rows, workers), batch_size=validation_batch,
                                shuffle=False, **common)
             return train, val
-        if recipe.batch_size % workers.world_size:
-            raise ValueError(f"batch size {recipe.batch_size} does not split evenly over {workers.world_size} workers; "
-                             "choose a --batch-size that is a multiple of the number of workers")
+        check_batch_splits(recipe.batch_size, workers.world_size)
         local_batch = recipe.batch_size // workers.world_size
         # Shards differ in size by a few photos: every worker takes as many steps as the smallest.
         steps = distributed.reduce_int(-(-len(train_rows) // local_batch), workers, "min")
