@@ -134,7 +134,7 @@ def command_train(arguments) -> None:
 
 def command_cost(arguments) -> None:
     """Seconds per training step on this machine's CPU, per distinct architecture and batch."""
-    from cnnlab.runtime import configure_keras
+    from cnnlab.backend import configure_keras
 
     configure_keras()
     import keras

@@ -99,7 +99,7 @@ def child_cnnlab(model: str, cache: str, images: int, epochs: int) -> dict:
 
 def child_tutorial(model: str, cache: str, images: int, epochs: int) -> dict:
     """The tutorial's loop: np.array of every photo as floats, model.fit, stock Keras loss."""
-    from cnnlab.runtime import configure_keras
+    from cnnlab.backend import configure_keras
 
     configure_keras()
     import keras

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlab.training.augment import Augment, alternating_flip_mask, jitter, translate
+from cnnlab.recipe.augment import Augment, alternating_flip_mask, jitter, translate
 from cnnlab.training.batches import CacheBatches
 
 

@@ -133,7 +133,7 @@ def test_a_killed_worker_is_restarted_and_the_run_resumes(data, two_workers):
     assert "best epoch" in stdout  # rank 0 reported once the restarted group finished
 
     # The restarted group ended exactly where the uninterrupted run of the fixture ended.
-    from cnnlab.runtime import configure_keras
+    from cnnlab.backend import configure_keras
 
     configure_keras()
     import keras

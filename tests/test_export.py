@@ -81,7 +81,7 @@ def test_onnx_export_carries_its_preprocessing_and_matches_the_run(trained, phot
 
 
 def test_keras_export_reloads_with_keras_and_matches_the_run(trained, photos, tmp_path):
-    from cnnlab.training.batches import keras
+    from cnnlab.backend import keras
 
     out = tmp_path / "model.keras"
     assert run(["export", str(trained), "--format", "keras", "--out", str(out)]) == 0

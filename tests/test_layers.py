@@ -9,8 +9,8 @@ import pytest
 
 from cnnlab.models import build_model
 from cnnlab.models.layers import ChannelsLastMemory, FastBatchNormalization
-from cnnlab.models.registry import keras
-from cnnlab.runtime import resolve_precision
+from cnnlab.backend import keras
+from cnnlab.backend import resolve_precision
 from training_helpers import quiet_train
 
 

@@ -1,4 +1,4 @@
-"""cnnlab.metrics and cnnlab.metrics_multiclass checked against scikit-learn / SciPy oracles."""
+"""cnnlab.metrics and cnnlab.metrics.multiclass checked against scikit-learn / SciPy oracles."""
 
 import json
 import math
@@ -10,7 +10,7 @@ import scipy.stats
 import sklearn.metrics as skm
 
 from cnnlab import metrics
-from cnnlab import metrics_multiclass as mc
+from cnnlab.metrics import multiclass as mc
 
 SEEDS = [0, 1, 2, 3, 4]
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cnnlab.runtime import configure_keras
+from cnnlab.backend import configure_keras
 
 configure_keras()
 

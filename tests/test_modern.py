@@ -12,10 +12,11 @@ import pytest
 
 from cnnlab import models
 from cnnlab.training import trainer, training_data
-from cnnlab.training.batches import CacheBatches, keras
+from cnnlab.training.batches import CacheBatches
+from cnnlab.backend import keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluation import evaluate_run
-from cnnlab.training.schedule import WarmupDecay
+from cnnlab.recipe.schedule import WarmupDecay
 from synthetic import stripes_cache
 
 EPOCHS, BATCH = 5, 8

@@ -22,7 +22,7 @@ from cnnlab.data.decode import DecodeOptions, decode_image
 from cnnlab.inference.classifier import Classifier, resolve_threshold
 from cnnlab.inference.writers import make_writer
 from cnnlab.models import build_model
-from cnnlab.models.registry import keras
+from cnnlab.backend import keras
 from cnnlab.training.batches import to_model_input
 from cnnlab.training.evaluation import evaluate_run, load_trained_model
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train

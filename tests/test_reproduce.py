@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from cnnlab.experiments.reproduce import ReproduceConfig, reproduce
-from cnnlab.experiments.results_table import PUBLISHED, reading
+from cnnlab.published import PUBLISHED
+from cnnlab.report.results_table import reading
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cnnlab import models
-from cnnlab.training.batches import keras
+from cnnlab.backend import keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.train_step import automatic_micro_batch_size
 from cnnlab.training.trainer import train

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cnnlab.models import build_model, count_parameters
-from cnnlab.models.registry import keras
+from cnnlab.backend import keras
 from cnnlab.models.transfer import BACKBONE_LAYER, apply_initial_weights, file_digest
 from conftest import copy_real_photos
 from training_helpers import quiet_train

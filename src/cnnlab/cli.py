@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from cnnlab import __version__
+from cnnlab.errors import EXIT_INTERRUPTED, UserError
 from cnnlab.cli_explain import register as register_explain_commands
 from cnnlab.cli_compare import register as register_compare_commands
 from cnnlab.cli_download import register as register_download_commands
@@ -26,14 +27,10 @@ from cnnlab.cli_train import register as register_train_commands
 DATA_ENVIRONMENT = "CNNLAB_DATA"
 
 
-class CommandError(Exception):
-    """A user-facing failure: printed as one line, exit status 2."""
-
-
 def data_argument(value: str | None) -> str:
     value = value or os.environ.get(DATA_ENVIRONMENT)
     if not value:
-        raise CommandError(f"no data folder: pass DATA (or --data) or set {DATA_ENVIRONMENT}")
+        raise UserError(f"no data folder: pass DATA (or --data) or set {DATA_ENVIRONMENT}")
     return value
 
 
@@ -67,7 +64,7 @@ def command_prepare(arguments) -> int:
         workers=arguments.workers,
     )
     if arguments.shard_index is not None and not arguments.shards:
-        raise CommandError("--shard-index needs --shards N (the total number of shards)")
+        raise UserError("--shard-index needs --shards N (the total number of shards)")
     if arguments.shards:
         from cnnlab.data.shards import prepare_sharded
 
@@ -233,12 +230,14 @@ def run(argv: list[str]) -> int:
         arguments.data = arguments.data_option
     try:
         return arguments.handler(arguments)
-    except (CommandError, ValueError) as error:
+    except UserError as error:
+        # A user's mistake: one line naming the file or flag and the fix. Anything else is a
+        # bug and keeps its traceback.
         print(f"cnnlab {arguments.command}: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     except KeyboardInterrupt:
         print(f"cnnlab {arguments.command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> None:

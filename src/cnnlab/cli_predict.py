@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from cnnlab.errors import UserError
 
 EXIT_STATUS = ("exit status: 0 when every file was predicted; 1 when some file could not be read or decoded "
                "(its row carries the error, the other files are still predicted); 2 for a usage error "
@@ -20,14 +21,14 @@ def command_predict(arguments) -> int:
     from cnnlab.inference.inputs import check_run_folder, expand_paths
 
     if arguments.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {arguments.batch_size}")
+        raise UserError(f"--batch-size must be at least 1, got {arguments.batch_size}")
     check_run_folder(arguments.run)  # before Keras is imported: a wrong RUN fails at once
     sources = expand_paths(arguments.paths)
     if not sources:
-        raise ValueError(f"no photos found in {' '.join(arguments.paths)} (image extensions: .jpg .png ...)")
+        raise UserError(f"no photos found in {' '.join(arguments.paths)} (image extensions: .jpg .png ...)")
     out = Path(arguments.out) if arguments.out else None
     if out is not None and not out.parent.is_dir():
-        raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
 
     from cnnlab.inference.classifier import load
     from cnnlab.inference.writers import make_writer

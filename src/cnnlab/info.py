@@ -31,7 +31,7 @@ def runtime_info(load_backend: bool = True) -> dict:
         "allocator_environment": {name: os.environ.get(name) for name in ALLOCATOR_ENVIRONMENT},
     }
     if load_backend:
-        from cnnlab.runtime import configure_keras
+        from cnnlab.backend import configure_keras
 
         configure_keras()
         import keras

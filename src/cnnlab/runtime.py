@@ -1,7 +1,7 @@
-"""Process-level setup: memory allocator, Keras backend and image layout.
+"""Process-level setup: the memory allocator, which glibc reads only when a process starts.
 
-Everything here must run before Keras (and so PyTorch or TensorFlow) is imported, which is
-why the CLI calls `prepare_process()` first and library users call `configure_keras()`.
+The CLI calls `prepare_process()` before anything else; Keras itself is configured by
+cnnlab.backend.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import sys
 
 # With glibc's defaults PyTorch hands activation buffers back to the OS after every step and
 # faults them in again on the next one: 9.3 M page faults and 35 s of kernel time in a 46 s
-# training run, measured here. Keeping freed memory in the process doubled CNN training speed.
+# training run. Keeping freed memory in the process doubled CNN training speed (measured by
+# benchmarks/training_speed.py with CNNLAB_ALLOCATOR=system against the default; benchmarks/README.md).
 # glibc reads these variables only at process start, so the CLI re-executes itself once with
 # them set (see `prepare_process`).
 ALLOCATOR_ENVIRONMENT = {
@@ -24,13 +25,6 @@ REEXEC_MARKER = "CNNLAB_ALLOCATOR_APPLIED"
 # Users who bring their own allocator (tcmalloc/jemalloc via LD_PRELOAD) or want glibc's
 # defaults set CNNLAB_ALLOCATOR=system.
 ALLOCATOR_SWITCH = "CNNLAB_ALLOCATOR"
-
-DEFAULT_BACKEND = "torch"
-# Each backend's fast layout on a CPU: PyTorch's convolutions are NCHW (with channels_last,
-# Keras transposes at every convolution: 2.2x slower, measured), TensorFlow's CPU kernels are
-# NHWC. CNNLAB_IMAGE_FORMAT overrides.
-IMAGE_DATA_FORMATS = {"torch": "channels_first", "tensorflow": "channels_last", "jax": "channels_last"}
-IMAGE_FORMAT_SWITCH = "CNNLAB_IMAGE_FORMAT"
 
 
 def allocator_is_tuned() -> bool:
@@ -60,53 +54,3 @@ def prepare_process(argv: list[str], command: list[str] | None = None) -> None:
         os.execve(sys.executable, [*(command or [sys.executable, "-m", "cnnlab"]), *argv], environment)
     except OSError:
         return
-
-
-def configure_keras(backend: str | None = None) -> None:
-    """Choose the backend (PyTorch unless KERAS_BACKEND says otherwise) and its image layout
-    (channels_first on PyTorch, channels_last on TensorFlow and JAX)."""
-    if backend:
-        os.environ["KERAS_BACKEND"] = backend
-    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
-    # TensorFlow's C++ start-up chatter hides our own messages.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    layout = os.environ.get(IMAGE_FORMAT_SWITCH) or IMAGE_DATA_FORMATS.get(keras.backend.backend(), "channels_last")
-    if layout not in ("channels_first", "channels_last"):
-        raise ValueError(f"{IMAGE_FORMAT_SWITCH}={layout!r}: use channels_first or channels_last")
-    keras.config.set_image_data_format(layout)
-
-
-def backend_name() -> str:
-    import keras
-
-    return keras.backend.backend()
-
-
-def fast_bfloat16() -> bool:
-    """True where bfloat16 arithmetic is much faster than float32 on Keras' PyTorch backend:
-    an NVIDIA GPU with bfloat16 support, or a CPU with AMX tiles (oneDNN's bfloat16 matrix
-    products ran 3.6x float32's speed here; without AMX, bfloat16 gains little or loses)."""
-    import keras
-
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    if torch.cuda.is_available():
-        return bool(torch.cuda.is_bf16_supported())
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())  # private; torch 2.13 (pinned)
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_precision(precision: str) -> str:
-    """A recipe's precision as a Keras dtype policy name: 'auto' becomes 'mixed_bfloat16' where
-    fast_bfloat16(), else 'float32'; the other values pass through."""
-    if precision == "auto":
-        return "mixed_bfloat16" if fast_bfloat16() else "float32"
-    if precision not in ("float32", "mixed_bfloat16"):
-        raise ValueError(f"unknown precision {precision!r}; choose float32, mixed_bfloat16 or auto")
-    return precision

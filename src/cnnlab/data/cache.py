@@ -34,6 +34,7 @@ from cnnlab.data.labels import class_order, find_labelled_files
 from cnnlab.data.parallel import decode_in_parallel
 from cnnlab.data.splits import SPLIT_NAMES, SplitOptions, assign_splits, split_manifest_hash
 from cnnlab.progress import Progress
+from cnnlab.errors import UserError
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -155,7 +156,7 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     """Build or update the cache for `data_dir` in `cache_dir`. Raises ValueError on bad input."""
     count = sharded_count(cache_dir)
     if count is not None:
-        raise ValueError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
+        raise UserError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
     return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress)
 
 

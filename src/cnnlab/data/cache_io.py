@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+from cnnlab.errors import UserError
 
 # The .npy header is written last (the row count is known only at the end), into a fixed-size
 # slot reserved at the start of the file. 128 bytes holds any uint8 4-D shape and keeps the
@@ -21,7 +22,7 @@ def npy_header(shape: tuple[int, ...]) -> bytes:
     body_length = NPY_HEADER_BYTES - len(_MAGIC) - 2
     text = description.ljust(body_length - 1) + "\n"
     if len(text) != body_length:
-        raise ValueError(f"shape {shape} does not fit the cache's .npy header")
+        raise UserError(f"shape {shape} does not fit the cache's .npy header")
     return _MAGIC + body_length.to_bytes(2, "little") + text.encode("latin1")
 
 
@@ -53,7 +54,7 @@ class RowReader:
         self.handle.seek(NPY_HEADER_BYTES + row * self.row_bytes)
         data = self.handle.read(self.row_bytes)
         if len(data) != self.row_bytes:
-            raise ValueError(f"{self.handle.name}: row {row} is incomplete; delete the cache and prepare again")
+            raise UserError(f"{self.handle.name}: row {row} is incomplete; delete the cache and prepare again")
         return data
 
     def close(self) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from cnnlab.errors import UserError
 
 FITS = ("stretch", "pad", "crop")
 # Pillow refuses images over ~179 M pixels and warns over ~89 M. Photos for this tool are a
@@ -43,9 +44,9 @@ class DecodeOptions:
 
     def __post_init__(self):
         if self.fit not in FITS:
-            raise ValueError(f"unknown fit {self.fit!r}; choose one of {', '.join(FITS)}")
+            raise UserError(f"unknown fit {self.fit!r}; choose one of {', '.join(FITS)}")
         if self.width < 1 or self.height < 1:
-            raise ValueError(f"image size must be positive, got {self.width}x{self.height}")
+            raise UserError(f"image size must be positive, got {self.width}x{self.height}")
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -53,9 +54,9 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise ValueError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 94x125") from None
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 94x125") from None
     if width < 1 or height < 1:
-        raise ValueError(f"--size {text!r}: width and height must be positive")
+        raise UserError(f"--size {text!r}: width and height must be positive")
     return width, height
 
 

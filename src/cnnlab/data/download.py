@@ -33,6 +33,7 @@ from cnnlab import __version__
 from cnnlab.data.cache_io import replace_atomically
 from cnnlab.data.safe_zip import ExtractLimits, extract_safely
 from cnnlab.progress import Progress
+from cnnlab.errors import UserError
 
 DEFAULT_URL = ("https://download.microsoft.com/download/3/E/1/3E1C3F21-ECDB-4869-8368-6DEBA77B919F/"
                "kagglecatsanddogs_5340.zip")
@@ -58,7 +59,7 @@ class DownloadOptions:
         if self.sha256 is not None:
             digest = self.sha256.strip().lower()
             if not _HEX64.match(digest):
-                raise ValueError(f"--sha256 {self.sha256!r}: expected 64 hexadecimal digits")
+                raise UserError(f"--sha256 {self.sha256!r}: expected 64 hexadecimal digits")
             return digest, "--sha256"
         return KNOWN_SHA256.get(self.url), "known digest of this URL"
 
@@ -150,7 +151,7 @@ def fetch(url: str, archive: Path, timeout: float, show_progress: bool = True) -
         if error.code == 416 and start:  # the partial file is no prefix of what the server has
             partial.unlink()
             return fetch(url, archive, timeout, show_progress)
-        raise ValueError(f"{url}: the server answered {error.code} {error.reason}") from None
+        raise UserError(f"{url}: the server answered {error.code} {error.reason}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         raise _offline(url, error) from None
     with response:
@@ -168,12 +169,12 @@ def fetch(url: str, archive: Path, timeout: float, show_progress: bool = True) -
                     fetched += len(chunk)
                     progress.update(len(chunk))
         except (OSError, http.client.HTTPException) as error:  # a dropped connection or a stalled read (timeout)
-            raise ValueError(f"download of {url} stopped after {(start + fetched) / 1e6:.1f} MB ({error}); "
+            raise UserError(f"download of {url} stopped after {(start + fetched) / 1e6:.1f} MB ({error}); "
                              "run the same command again to resume") from None
         progress.close()
     size = partial.stat().st_size
     if total and size != total:
-        raise ValueError(f"download of {url} ended at {size:,} of {total:,} bytes; run the same command again to resume")
+        raise UserError(f"download of {url} ended at {size:,} of {total:,} bytes; run the same command again to resume")
     os.replace(partial, archive)
     return fetched, start
 
@@ -191,7 +192,7 @@ def verify(archive: Path, expected: str | None, source: str) -> tuple[str, str]:
     digest = file_sha256(archive)
     if expected is not None and digest != expected:
         archive.unlink()
-        raise ValueError(f"{archive.name}: SHA-256 {digest} is not the expected {expected} ({source}); "
+        raise UserError(f"{archive.name}: SHA-256 {digest} is not the expected {expected} ({source}); "
                          "deleted it, nothing was extracted. Run again to download afresh, or pin a checked "
                          "digest with --sha256")
     replace_atomically(sidecar, f"{digest}  {archive.name}\n".encode())

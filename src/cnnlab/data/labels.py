@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from cnnlab.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
 LAYOUTS = ("auto", "folders", "kaggle")
@@ -75,7 +76,7 @@ def detect_layout(root: Path) -> str:
         return "kaggle"
     if _class_folders(root):
         return "folders"
-    raise ValueError(
+    raise UserError(
         f"{root}: found neither class subfolders nor Kaggle-style file names (cat.1.jpg); "
         "point --data at a folder with one subfolder per class, or pass --layout"
     )
@@ -85,9 +86,9 @@ def find_labelled_files(root: str | os.PathLike, layout: str = "auto") -> Labell
     """List the photos under `root` with their class names. Raises ValueError on unusable input."""
     root = Path(root)
     if layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
+        raise UserError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     if not root.is_dir():
-        raise ValueError(f"{root}: not a folder; pass --data with the folder of photos")
+        raise UserError(f"{root}: not a folder; pass --data with the folder of photos")
     if layout == "auto":
         layout = detect_layout(root)
     found = LabelledFiles(root=root, layout=layout)
@@ -113,12 +114,12 @@ def find_labelled_files(root: str | os.PathLike, layout: str = "auto") -> Labell
                 found.labels.append(path.name.split(".", 1)[0])
     if layout == "folders" and len(set(found.labels)) == 1:
         only = found.labels[0]
-        raise ValueError(
+        raise UserError(
             f"{root}: only one class folder ({only!r}); a classifier needs at least two. "
             f"If {only!r} holds Kaggle-style files (cat.1.jpg), pass --data {root / only}"
         )
     if not found.paths:
-        raise ValueError(f"{root}: no photos found (layout {layout}); check the folder or pass --layout")
+        raise UserError(f"{root}: no photos found (layout {layout}); check the folder or pass --layout")
     return found
 
 
@@ -133,7 +134,7 @@ def class_order(names: list[str], requested: list[str] | None = None, tutorial: 
         missing = sorted(set(present) - set(requested))
         unknown = sorted(set(requested) - set(present))
         if missing or unknown or len(set(requested)) != len(requested):
-            raise ValueError(
+            raise UserError(
                 f"--classes {','.join(requested)} must list each class found exactly once "
                 f"(found: {','.join(present)})"
             )

@@ -12,6 +12,7 @@ import numpy as np
 
 from cnnlab.data.cache import MANIFEST_NAME, read_manifest
 from cnnlab.data.shards import read_sharded_manifest
+from cnnlab.errors import UserError
 
 
 @dataclass
@@ -55,7 +56,7 @@ def open_cache(cache_dir: str | os.PathLike, shard: int | None = None) -> Cache:
     if top is not None:
         return _open_one_shard(cache_dir, top, shard) if shard is not None else _open_all_shards(cache_dir, top)
     if shard is not None:
-        raise ValueError(f"{cache_dir}: not a sharded cache (or not completed); open it without a shard, or run "
+        raise UserError(f"{cache_dir}: not a sharded cache (or not completed); open it without a shard, or run "
                          f"`cnnlab prepare DATA --out {cache_dir} --shards N`")
     return _open_single(cache_dir)
 
@@ -64,7 +65,7 @@ def _open_single(cache_dir: Path) -> Cache:
     manifest = read_manifest(cache_dir)
     if manifest is None:
         reason = "no manifest" if not (cache_dir / MANIFEST_NAME).exists() else "incomplete or from another version"
-        raise ValueError(f"{cache_dir}: not a usable cache ({reason}); run `cnnlab prepare DATA --out {cache_dir}`")
+        raise UserError(f"{cache_dir}: not a usable cache ({reason}); run `cnnlab prepare DATA --out {cache_dir}`")
     images = np.load(cache_dir / manifest["image_file"], mmap_mode="r")
     records = manifest["records"]
     labels = np.fromiter((record["label"] for record in records), dtype=np.int64, count=len(records))
@@ -75,11 +76,11 @@ def _open_single(cache_dir: Path) -> Cache:
 def _open_one_shard(cache_dir: Path, top: dict, index: int) -> Cache:
     count = len(top["shards"])
     if not 0 <= index < count:
-        raise ValueError(f"{cache_dir}: shard {index} does not exist; this cache has shards 0 to {count - 1}")
+        raise UserError(f"{cache_dir}: shard {index} does not exist; this cache has shards 0 to {count - 1}")
     entry = top["shards"][index]
     cache = _open_single(cache_dir / entry["folder"])
     if cache.manifest["image_file"] != entry["image_file"]:
-        raise ValueError(f"{cache_dir}: shard {index} changed after the cache was completed; run "
+        raise UserError(f"{cache_dir}: shard {index} changed after the cache was completed; run "
                          f"`cnnlab prepare DATA --out {cache_dir} --shards {count}`")
     return cache
 
@@ -88,7 +89,7 @@ def _open_all_shards(cache_dir: Path, top: dict) -> Cache:
     parts = [_open_one_shard(cache_dir, top, index) for index in range(len(top["shards"]))]
     row_shards = np.asarray(top["row_shards"], dtype=np.int64)
     if len(row_shards) != top["shape"][0] or any(np.sum(row_shards == i) != len(p.labels) for i, p in enumerate(parts)):
-        raise ValueError(f"{cache_dir}: the top-level manifest does not match its shards; prepare it again with --shards")
+        raise UserError(f"{cache_dir}: the top-level manifest does not match its shards; prepare it again with --shards")
     # Each shard holds the unsharded rows restricted to its photos, in the same order, so the
     # k-th row taken from shard s is that shard's row k.
     local_rows = np.empty(len(row_shards), dtype=np.int64)

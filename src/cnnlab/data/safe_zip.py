@@ -18,6 +18,7 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from cnnlab.errors import UserError
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _COPY_CHUNK = 1 << 20
@@ -38,15 +39,15 @@ class ExtractLimits:
 def member_path(name: str) -> PurePosixPath:
     """The relative path a member may be written to; ValueError if it could escape the folder."""
     if "\x00" in name:
-        raise ValueError(f"unsafe archive: member name {name!r} contains a NUL character")
+        raise UserError(f"unsafe archive: member name {name!r} contains a NUL character")
     normalized = name.replace("\\", "/")
     if normalized.startswith("/") or _DRIVE.match(normalized):
-        raise ValueError(f"unsafe archive: member {name!r} has an absolute path")
+        raise UserError(f"unsafe archive: member {name!r} has an absolute path")
     parts = [part for part in normalized.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"unsafe archive: member {name!r} points outside the folder (..)")
+        raise UserError(f"unsafe archive: member {name!r} points outside the folder (..)")
     if not parts:
-        raise ValueError(f"unsafe archive: member {name!r} has an empty name")
+        raise UserError(f"unsafe archive: member {name!r} has an empty name")
     return PurePosixPath(*parts)
 
 
@@ -55,40 +56,40 @@ def _check_kind(info: zipfile.ZipInfo) -> None:
     mode = info.external_attr >> 16
     kind = stat.S_IFMT(mode)
     if kind == stat.S_IFLNK:
-        raise ValueError(f"unsafe archive: member {info.filename!r} is a symbolic link")
+        raise UserError(f"unsafe archive: member {info.filename!r} is a symbolic link")
     if mode and kind not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise ValueError(f"unsafe archive: member {info.filename!r} is a special file (mode {oct(mode)})")
+        raise UserError(f"unsafe archive: member {info.filename!r} is a special file (mode {oct(mode)})")
     if info.flag_bits & 0x1:
-        raise ValueError(f"unsafe archive: member {info.filename!r} is encrypted")
+        raise UserError(f"unsafe archive: member {info.filename!r} is encrypted")
 
 
 def check_members(infos: list[zipfile.ZipInfo], limits: ExtractLimits) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """Validate every member against the rules and limits; returns (member, relative path) pairs."""
     if len(infos) > limits.max_members:
-        raise ValueError(f"unsafe archive: {len(infos):,} members, more than the limit of {limits.max_members:,}")
+        raise UserError(f"unsafe archive: {len(infos):,} members, more than the limit of {limits.max_members:,}")
     total = sum(info.file_size for info in infos)
     if total > limits.max_total_bytes:
-        raise ValueError(f"unsafe archive: {total:,} bytes uncompressed, more than the limit of "
+        raise UserError(f"unsafe archive: {total:,} bytes uncompressed, more than the limit of "
                          f"{limits.max_total_bytes:,}")
     checked, seen, files = [], set(), set()
     for info in infos:
         path = member_path(info.filename)
         _check_kind(info)
         if path in seen:
-            raise ValueError(f"unsafe archive: member {info.filename!r} appears twice")
+            raise UserError(f"unsafe archive: member {info.filename!r} appears twice")
         seen.add(path)
         if not info.is_dir():
             files.add(path)
             if info.file_size > limits.ratio_floor_bytes:
                 ratio = info.file_size / max(info.compress_size, 1)
                 if ratio > limits.max_ratio:
-                    raise ValueError(f"unsafe archive: member {info.filename!r} inflates {ratio:,.0f} times "
+                    raise UserError(f"unsafe archive: member {info.filename!r} inflates {ratio:,.0f} times "
                                      f"(limit {limits.max_ratio:g}); a zip bomb?")
         checked.append((info, path))
     for path in seen:
         clash = next((parent for parent in path.parents if parent in files), None)
         if clash is not None:
-            raise ValueError(f"unsafe archive: {clash} is both a file and a folder")
+            raise UserError(f"unsafe archive: {clash} is both a file and a folder")
     return checked
 
 
@@ -99,7 +100,7 @@ def _copy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, 
         while chunk := source.read(_COPY_CHUNK):
             written += len(chunk)
             if written > info.file_size or written > budget:
-                raise ValueError(f"unsafe archive: member {info.filename!r} inflates beyond its declared size")
+                raise UserError(f"unsafe archive: member {info.filename!r} inflates beyond its declared size")
             output.write(chunk)
     return written
 
@@ -116,13 +117,13 @@ def extract_safely(archive_path: str | os.PathLike, destination: str | os.PathLi
     try:
         archive = zipfile.ZipFile(archive_path)
     except (zipfile.BadZipFile, OSError) as error:
-        raise ValueError(f"{archive_path}: not a readable zip archive ({error})") from None
+        raise UserError(f"{archive_path}: not a readable zip archive ({error})") from None
     with archive:
         members = check_members(archive.infolist(), limits)
         top_level = sorted({path.parts[0] for _, path in members})
         existing = [name for name in top_level if (destination / name).exists()]
         if existing:
-            raise ValueError(f"{destination}: {', '.join(existing)} already exists; remove it or choose another --dest")
+            raise UserError(f"{destination}: {', '.join(existing)} already exists; remove it or choose another --dest")
         # Same file system as the destination, so the final moves are renames, not copies.
         temporary = Path(tempfile.mkdtemp(prefix=".extracting-", dir=destination))
         try:
@@ -139,7 +140,7 @@ def extract_safely(archive_path: str | os.PathLike, destination: str | os.PathLi
             for name in top_level:
                 os.rename(temporary / name, destination / name)
         except (zipfile.BadZipFile, EOFError) as error:
-            raise ValueError(f"{archive_path}: damaged archive ({error}); delete it and download again") from None
+            raise UserError(f"{archive_path}: damaged archive ({error}); delete it and download again") from None
         finally:
             shutil.rmtree(temporary, ignore_errors=True)
     return top_level

@@ -31,6 +31,7 @@ from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, PrepareOptions, Pr
                                read_manifest, select_photos, sharded_count)
 from cnnlab.data.cache_io import replace_atomically
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
+from cnnlab.errors import UserError
 
 SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"
 ROW_ORDER = "as an unsharded cache: train, val, test, each in natural file order; row_shards[row] = shard"
@@ -89,14 +90,14 @@ def _check_folder(cache_dir: Path, count: int) -> None:
     """Refuse to mix layouts or shard counts in one folder (stale shards would linger)."""
     existing = sharded_count(cache_dir)
     if existing is not None and existing != count:
-        raise ValueError(f"{cache_dir} holds a cache of {existing} shards, not {count}; pass --shards {existing} "
+        raise UserError(f"{cache_dir} holds a cache of {existing} shards, not {count}; pass --shards {existing} "
                          "or choose another --out")
     if read_manifest(cache_dir) is not None:
-        raise ValueError(f"{cache_dir} holds an unsharded cache; choose another --out for a sharded one")
+        raise UserError(f"{cache_dir} holds an unsharded cache; choose another --out for a sharded one")
     others = sorted(path.name for path in cache_dir.glob("shard-*-of-*")
                     if path.is_dir() and not path.name.endswith(f"-of-{count:03d}"))
     if others:
-        raise ValueError(f"{cache_dir} holds shards of another count ({others[0]}); choose another --out")
+        raise UserError(f"{cache_dir} holds shards of another count ({others[0]}); choose another --out")
 
 
 def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: PrepareOptions,
@@ -104,9 +105,9 @@ def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, o
     """Prepare all `count` shards (then the top-level manifest), or only shard `only`."""
     started = time.perf_counter()
     if not 1 <= count <= MAX_SHARDS:
-        raise ValueError(f"--shards must be between 1 and {MAX_SHARDS}, got {count}")
+        raise UserError(f"--shards must be between 1 and {MAX_SHARDS}, got {count}")
     if only is not None and not 0 <= only < count:
-        raise ValueError(f"--shard-index must be between 0 and {count - 1} for --shards {count}, got {only}")
+        raise UserError(f"--shard-index must be between 0 and {count - 1} for --shards {count}, got {only}")
     cache_dir = Path(cache_dir)
     _check_folder(cache_dir, count)
     selection = select_photos(data_dir, options)  # once, from the whole folder: the split every shard shares

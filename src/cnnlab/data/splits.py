@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from cnnlab.data.labels import natural_key
+from cnnlab.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_KINDS = ("tutorial", "stratified")
@@ -33,11 +34,11 @@ class SplitOptions:
     def resolved(self) -> "SplitOptions":
         """Fill in each kind's defaults so that the stored options say exactly what was done."""
         if self.kind not in SPLIT_KINDS:
-            raise ValueError(f"unknown split {self.kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
+            raise UserError(f"unknown split {self.kind!r}; choose one of {', '.join(SPLIT_KINDS)}")
         for name in SPLIT_NAMES:
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"--{name} must be >= 0, got {value}")
+                raise UserError(f"--{name} must be >= 0, got {value}")
         if self.kind == "tutorial":
             return SplitOptions(
                 "tutorial",
@@ -62,7 +63,7 @@ def _per_class(total: int | None, number_of_classes: int, name: str) -> int | No
     if total is None:
         return None
     if total % number_of_classes:
-        raise ValueError(
+        raise UserError(
             f"--{name} {total} is not divisible by the {number_of_classes} classes; "
             f"class-balanced splits need a multiple of {number_of_classes}"
         )
@@ -87,7 +88,7 @@ def assign_splits(paths: list[str], labels: list[str], options: SplitOptions) ->
             train_count, val_count, test_count = options.train, options.val, options.test
             needed = train_count + val_count + test_count
             if len(members) < needed:
-                raise ValueError(
+                raise UserError(
                     f"class {label!r} has {len(members)} photos; the tutorial split needs "
                     f"{needed} per class (--train {train_count} --val {val_count} --test {test_count}); lower them"
                 )
@@ -105,7 +106,7 @@ def assign_splits(paths: list[str], labels: list[str], options: SplitOptions) ->
             train_count = _per_class(options.train, len(classes), "train")
             fixed = val_count + test_count + (train_count or 0)
             if len(members) < fixed or (train_count is None and len(members) == fixed):
-                raise ValueError(
+                raise UserError(
                     f"class {label!r} has {len(members)} photos, too few for "
                     f"{val_count} val + {test_count} test + {train_count or 'some'} train per class; lower the counts"
                 )

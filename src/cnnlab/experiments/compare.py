@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.experiments.results_table import markdown_table, reading, table_rows
+from cnnlab.report.results_table import markdown_table, reading, table_rows
 from cnnlab.training import run_folder as folder
+from cnnlab.errors import UserError
 
 
 def _run_result(run: Path) -> dict:
     evaluation_file = run / "evaluation.json"
     if not evaluation_file.exists():
-        raise ValueError(f"{run}: not evaluated yet; run `cnnlab evaluate {run}` first")
+        raise UserError(f"{run}: not evaluated yet; run `cnnlab evaluate {run}` first")
     result = folder.read_json(evaluation_file)
     config = folder.read_json(run / "config.json")
     result.setdefault("family", config.get("model_family", "tutorial"))
@@ -42,9 +43,9 @@ def collect(paths: list[str]) -> list[dict]:
                        split_hash=folder.read_json(path / "data.json").get("split_hash"))
             rows.append(row)
         else:
-            raise ValueError(f"{path}: neither a run folder (config.json) nor a reproduction (results.json)")
+            raise UserError(f"{path}: neither a run folder (config.json) nor a reproduction (results.json)")
     if not rows:
-        raise ValueError("nothing to compare: name run folders or reproduction folders")
+        raise UserError("nothing to compare: name run folders or reproduction folders")
     _label_duplicates(rows)
     return rows
 

@@ -21,6 +21,7 @@ from cnnlab.data.splits import SplitOptions
 from cnnlab.data.survey import survey
 from cnnlab.progress import format_duration
 from cnnlab.training import run_folder as folder
+from cnnlab.errors import UserError
 
 TUTORIAL_MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512")
 # Trained after the tutorial's models on the same photos, to show the gap beside them.
@@ -88,7 +89,8 @@ def _work(model: str, epochs: int, images: int) -> float:
 
 def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) -> dict:
     from cnnlab.experiments.baseline_runner import run_baseline
-    from cnnlab.experiments.results_table import PUBLISHED, reading, table_rows
+    from cnnlab.published import PUBLISHED
+    from cnnlab.report.results_table import reading, table_rows
     from cnnlab.data.reader import open_cache
     from cnnlab.models import get_model_spec
     from cnnlab.training.config import TrainConfig
@@ -102,7 +104,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     previous = out / "reproduce-config.json"
     settings = {key: value for key, value in asdict(config).items() if key not in ("notes", "workers")}
     if previous.exists() and _comparable(folder.read_json(previous)) != _comparable(json.loads(json.dumps(settings))):
-        raise ValueError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
+        raise UserError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
     folder.write_json(previous, settings)
     started = time.perf_counter()
     label = "QUICK (fewer images and epochs; not comparable to the tutorial)" if config.quick else "full"
@@ -218,7 +220,7 @@ def _write_report(out: Path, models: list[str], results: list[dict], quick: bool
 
 
 def _markdown(summary: dict, rows: list[dict], sentences: list[str], quick: bool) -> str:
-    from cnnlab.experiments.results_table import markdown_table
+    from cnnlab.report.results_table import markdown_table
 
     images = summary["images"]
     header = "# Reproduction of Strika (2019), Dogs vs. Cats\n\n"

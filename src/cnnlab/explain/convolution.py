@@ -9,6 +9,7 @@ We do the same, so a kernel here means exactly what it would mean as a layer's w
 from __future__ import annotations
 
 import numpy as np
+from cnnlab.errors import UserError
 
 PADDINGS = ("valid", "same")
 
@@ -35,18 +36,18 @@ def output_shape(height: int, width: int, kernel_shape: tuple[int, int], stride:
 def correlate(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: str = "valid") -> np.ndarray:
     """Cross-correlate a (H, W) image, or each channel of a (H, W, C) image, with a 2-D kernel."""
     if padding not in PADDINGS:
-        raise ValueError(f"unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}")
+        raise UserError(f"unknown padding {padding!r}; choose one of {', '.join(PADDINGS)}")
     if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise ValueError(f"stride must be a positive whole number, got {stride!r}")
+        raise UserError(f"stride must be a positive whole number, got {stride!r}")
     image = np.asarray(image, dtype=np.float64)
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or kernel.size == 0:
-        raise ValueError(f"the kernel must be a non-empty 2-D matrix, got shape {kernel.shape}")
+        raise UserError(f"the kernel must be a non-empty 2-D matrix, got shape {kernel.shape}")
     if image.ndim == 3:
         return np.stack([correlate(image[..., channel], kernel, stride, padding)
                          for channel in range(image.shape[2])], axis=-1)
     if image.ndim != 2:
-        raise ValueError(f"expected a (height, width) or (height, width, channels) image, got shape {image.shape}")
+        raise UserError(f"expected a (height, width) or (height, width, channels) image, got shape {image.shape}")
 
     kernel_height, kernel_width = kernel.shape
     if padding == "same":
@@ -54,7 +55,7 @@ def correlate(image: np.ndarray, kernel: np.ndarray, stride: int = 1, padding: s
                                same_padding(image.shape[1], kernel_width, stride)))
     height, width = image.shape
     if kernel_height > height or kernel_width > width:
-        raise ValueError(f"the {kernel_height}x{kernel_width} kernel is larger than the {height}x{width} image "
+        raise UserError(f"the {kernel_height}x{kernel_width} kernel is larger than the {height}x{width} image "
                          "(rows x columns); use 'same' padding or a bigger image")
     out_height = (height - kernel_height) // stride + 1
     out_width = (width - kernel_width) // stride + 1

@@ -27,6 +27,7 @@ from PIL import Image
 from cnnlab.data.decode import BadImage, DecodeOptions, decode_image, open_checked
 from cnnlab.explain.convolution import PADDINGS, correlate
 from cnnlab.explain.kernels import Kernel, matrix_text, resolve_kernels
+from cnnlab.errors import UserError
 
 # ITU-R BT.601 luma, the weights of Pillow's convert("L"), kept in floating point.
 LUMINANCE = np.array([0.299, 0.587, 0.114])
@@ -47,9 +48,9 @@ class FiltersConfig:
 
     def __post_init__(self):
         if self.padding not in PADDINGS:
-            raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
+            raise UserError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
         if self.stride < 1:
-            raise ValueError(f"--stride must be at least 1, got {self.stride}")
+            raise UserError(f"--stride must be at least 1, got {self.stride}")
 
 
 def load_photo(path, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -60,7 +61,7 @@ def load_photo(path, size: tuple[int, int] | None = None) -> np.ndarray:
     try:
         data = Path(path).read_bytes()
     except OSError as error:
-        raise ValueError(f"{path}: cannot read file ({error.strerror or error})") from None
+        raise UserError(f"{path}: cannot read file ({error.strerror or error})") from None
     try:
         if size is None:
             # The decoder always resizes; asking for the photo's own (upright) size makes that a copy.
@@ -71,7 +72,7 @@ def load_photo(path, size: tuple[int, int] | None = None) -> np.ndarray:
             return decode_image(data, DecodeOptions(width, height, draft=False))
         return decode_image(data, DecodeOptions(*size))
     except BadImage as reason:
-        raise ValueError(f"{path}: {reason}") from None
+        raise UserError(f"{path}: {reason}") from None
 
 
 def greyscale(photo: np.ndarray) -> np.ndarray:

@@ -24,8 +24,9 @@ import numpy as np
 
 from cnnlab.data.decode import DecodeOptions, decode_file
 from cnnlab.explain import saliency
-from cnnlab.models.registry import keras
+from cnnlab.backend import keras
 from cnnlab.training import run_folder as folder
+from cnnlab.errors import UserError
 
 DEFAULT_CHANNELS = 16
 NO_CONVOLUTIONS = ("{model} has no convolutional layers: kernels.png, feature maps and Grad-CAM need conv layers; "
@@ -42,9 +43,9 @@ class ExplainConfig:
 
     def __post_init__(self):
         if not self.images:
-            raise ValueError("no photos to explain: give at least one IMAGE")
+            raise UserError("no photos to explain: give at least one IMAGE")
         if isinstance(self.channels, bool) or not isinstance(self.channels, int) or self.channels < 1:
-            raise ValueError(f"--channels must be a positive whole number, got {self.channels!r}")
+            raise UserError(f"--channels must be a positive whole number, got {self.channels!r}")
 
 
 @dataclass
@@ -79,7 +80,7 @@ class Explainer:
 
     def explain(self, pixels: np.ndarray, pixel_scale: str) -> PhotoExplanation:
         """pixels: one decoded (height, width, 3) uint8 photo, scaled and laid out as in training."""
-        from cnnlab.training.batches import to_model_input
+        from cnnlab.recipe.pixels import to_model_input
 
         model_input = to_model_input(pixels[None], pixel_scale)
 
@@ -132,7 +133,7 @@ def run_preprocessing(run: Path, config: dict) -> tuple[DecodeOptions, str]:
     shape = config["input_shape"]
     height, width = shape[1:3] if config.get("image_data_format", "channels_first") == "channels_first" else shape[0:2]
     if (options.width, options.height) != (width, height):
-        raise ValueError(f"{run}: data.json decodes photos to {options.width}x{options.height} but the model takes "
+        raise UserError(f"{run}: data.json decodes photos to {options.width}x{options.height} but the model takes "
                          f"{width}x{height}; the run folder is inconsistent")
     return options, recipe["pixel_scale"]
 
@@ -177,7 +178,7 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
         else:
             photos.append((path, pixels))
     if not photos:
-        raise ValueError("; ".join(f"{item['path']}: {item['reason']}" for item in skipped))
+        raise UserError("; ".join(f"{item['path']}: {item['reason']}" for item in skipped))
     explainer = Explainer(model, config.layer)  # a bad --layer fails before anything is written
 
     out = Path(config.out)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from cnnlab.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -63,27 +64,27 @@ def checked_matrix(values, source: str) -> np.ndarray:
     """A list of rows or an array -> a 2-D float matrix, or ValueError naming the problem and `source`."""
     if isinstance(values, np.ndarray):
         if values.ndim != 2:
-            raise ValueError(f"kernel {source}: expected a 2-D matrix, got {values.ndim} dimension(s) {values.shape}")
+            raise UserError(f"kernel {source}: expected a 2-D matrix, got {values.ndim} dimension(s) {values.shape}")
         if not (np.issubdtype(values.dtype, np.integer) or np.issubdtype(values.dtype, np.floating)):
-            raise ValueError(f"kernel {source}: expected numbers, got an array of {values.dtype}")
+            raise UserError(f"kernel {source}: expected numbers, got an array of {values.dtype}")
         rows = values.astype(np.float64)
     else:
         if not isinstance(values, list) or not all(isinstance(row, list) for row in values):
-            raise ValueError(f"kernel {source}: expected a list of rows (a list of lists of numbers)")
+            raise UserError(f"kernel {source}: expected a list of rows (a list of lists of numbers)")
         for row in values:
             for value in row:
                 # bool is an int in Python, but true/false in a kernel file is surely a mistake
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ValueError(f"kernel {source}: {value!r} is not a number")
+                    raise UserError(f"kernel {source}: {value!r} is not a number")
         lengths = sorted({len(row) for row in values})
         if len(lengths) > 1:
-            raise ValueError(f"kernel {source}: rows have different lengths ({', '.join(map(str, lengths))}); "
+            raise UserError(f"kernel {source}: rows have different lengths ({', '.join(map(str, lengths))}); "
                              "a kernel must be rectangular")
         rows = np.array(values, dtype=np.float64)
     if rows.size == 0:
-        raise ValueError(f"kernel {source}: the matrix is empty")
+        raise UserError(f"kernel {source}: the matrix is empty")
     if not np.isfinite(rows).all():
-        raise ValueError(f"kernel {source}: values must be finite (no nan or inf)")
+        raise UserError(f"kernel {source}: values must be finite (no nan or inf)")
     return rows
 
 
@@ -92,13 +93,13 @@ def parse_matrix_text(text: str) -> np.ndarray:
     rows = []
     for row_text in text.strip().split(";"):
         if not row_text.strip():
-            raise ValueError(f"kernel {text!r}: empty row; write rows separated by ';', e.g. '1,0,-1;2,0,-2;1,0,-1'")
+            raise UserError(f"kernel {text!r}: empty row; write rows separated by ';', e.g. '1,0,-1;2,0,-2;1,0,-1'")
         row = []
         for value in re.split(r"[,\s]+", row_text.strip()):
             try:
                 row.append(float(value))
             except ValueError:
-                raise ValueError(f"kernel {text!r}: {value!r} is not a number") from None
+                raise UserError(f"kernel {text!r}: {value!r} is not a number") from None
         rows.append(row)
     return checked_matrix(rows, repr(text))
 
@@ -111,9 +112,9 @@ def load_matrix_file(path: Path) -> np.ndarray:
         else:
             values = np.load(path, allow_pickle=False)
     except OSError as error:
-        raise ValueError(f"kernel file {path}: cannot read it ({error.strerror or error})") from None
+        raise UserError(f"kernel file {path}: cannot read it ({error.strerror or error})") from None
     except ValueError as error:  # json.JSONDecodeError is a ValueError; so is np.load on a non-.npy file
-        raise ValueError(f"kernel file {path}: not a valid {path.suffix.lower()} matrix ({error})") from None
+        raise UserError(f"kernel file {path}: not a valid {path.suffix.lower()} matrix ({error})") from None
     return checked_matrix(values, str(path))
 
 
@@ -129,12 +130,12 @@ def resolve_kernel(spec: str, index: int = 1) -> Kernel:
     path = Path(spec)
     if path.suffix.lower() in FILE_SUFFIXES or path.is_file():
         if not path.is_file():
-            raise ValueError(f"kernel file {spec} not found")
+            raise UserError(f"kernel file {spec} not found")
         return Kernel(path.stem, load_matrix_file(path), f"custom kernel from {path.name}")
     # Anything with a digit or a separator is meant as a matrix; anything else is a misspelt name.
     if re.search(r"[\d,;]", spec):
         return Kernel(f"custom-{index}", parse_matrix_text(spec), f"custom kernel {spec}")
-    raise ValueError(f"unknown kernel {spec!r}; known kernels: {known_names()}; "
+    raise UserError(f"unknown kernel {spec!r}; known kernels: {known_names()}; "
                      "or give a matrix such as '1,0,-1;2,0,-2;1,0,-1', or a .json/.npy file")
 
 

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from cnnlab.errors import UserError
 
 MAX_COLUMNS = 8  # feature maps per row
 CELL_INCHES = 1.3
@@ -46,7 +47,7 @@ def kernel_pictures(weights: np.ndarray) -> np.ndarray:
     whatever its magnitude (a flat kernel is mid-grey).
     """
     if weights.ndim != 4:
-        raise ValueError(f"expected Conv2D weights (kh, kw, in, out), got shape {weights.shape}")
+        raise UserError(f"expected Conv2D weights (kh, kw, in, out), got shape {weights.shape}")
     kernels = np.moveaxis(weights.astype(np.float64), -1, 0)  # (out, kh, kw, in)
     if kernels.shape[-1] != 3:
         kernels = kernels.mean(axis=-1)

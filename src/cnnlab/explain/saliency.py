@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cnnlab.models.registry import keras
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
 
 # Layers whose weights are spatial kernels and whose outputs are feature maps.
 CONV_LAYERS = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D,
@@ -44,10 +45,10 @@ def find_spatial_layer(model, name: str):
     try:
         layer = model.get_layer(name)
     except ValueError:
-        raise ValueError(f"--layer {name}: {model.name} has no layer of that name; "
+        raise UserError(f"--layer {name}: {model.name} has no layer of that name; "
                          f"layers with feature maps: {known}") from None
     if layer.name not in choices:
-        raise ValueError(f"--layer {name}: its output is not a set of feature maps "
+        raise UserError(f"--layer {name}: its output is not a set of feature maps "
                          f"(shape {tuple(layer.output.shape)}); layers with feature maps: {known}")
     return layer
 
@@ -63,7 +64,7 @@ def output_head(model):
     head = model.layers[-1]
     if isinstance(head, keras.layers.Dense) or isinstance(head, keras.layers.Activation):
         return head
-    raise ValueError(f"{model.name}: the output layer {head.name} ({type(head).__name__}) is not a Dense or "
+    raise UserError(f"{model.name}: the output layer {head.name} ({type(head).__name__}) is not a Dense or "
                      "Activation layer, so its logits cannot be found for Grad-CAM")
 
 
@@ -88,7 +89,7 @@ def check_gradient_backend() -> str:
     """The Keras backend's name, if score_gradient supports it; else a ValueError saying what to do."""
     backend = keras.backend.backend()
     if backend not in GRADIENT_BACKENDS:
-        raise ValueError(f"Grad-CAM needs gradients, which cnnlab computes on the {' and '.join(GRADIENT_BACKENDS)} "
+        raise UserError(f"Grad-CAM needs gradients, which cnnlab computes on the {' and '.join(GRADIENT_BACKENDS)} "
                          f"backends, not {backend!r}; run with KERAS_BACKEND=torch")
     return backend
 
@@ -134,7 +135,7 @@ def _as_list(outputs) -> list:
 def grad_cam(features: np.ndarray, gradients: np.ndarray) -> np.ndarray:
     """ReLU(sum over channels k of mean(gradients[k]) * features[k]) for one photo's (C, h, w) maps."""
     if features.ndim != 3 or features.shape != gradients.shape:
-        raise ValueError(f"expected (channels, height, width) features and gradients of one shape, "
+        raise UserError(f"expected (channels, height, width) features and gradients of one shape, "
                          f"got {features.shape} and {gradients.shape}")
     weights = gradients.mean(axis=(1, 2))
     return np.maximum(np.tensordot(weights, features, axes=1), 0.0)

@@ -23,9 +23,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from cnnlab.data.decode import DecodeOptions, fit_image, to_rgb, decode_file
+from cnnlab.errors import UserError
 from cnnlab.inference.inputs import Source, check_run_folder, expand_paths
 from cnnlab.training import run_folder as folder
-from cnnlab.training.batches import keras, to_model_input
+from cnnlab.recipe.pixels import to_model_input, width_axis
+from cnnlab.backend import keras
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_THRESHOLD = 0.5
@@ -52,9 +54,9 @@ def resolve_threshold(run: Path, classes: list[str], override: float | None) -> 
     if override is not None:
         if isinstance(override, bool) or not isinstance(override, (int, float)) or not math.isfinite(override) \
                 or not 0.0 <= override <= 1.0:
-            raise ValueError(f"--threshold must be a probability between 0 and 1, got {override!r}")
+            raise UserError(f"--threshold must be a probability between 0 and 1, got {override!r}")
         if len(classes) != 2:
-            raise ValueError(f"--threshold applies to two-class runs; {run} has {len(classes)} classes "
+            raise UserError(f"--threshold applies to two-class runs; {run} has {len(classes)} classes "
                              "and predicts the most probable one")
         return float(override), "override", []
     if len(classes) != 2:
@@ -132,8 +134,7 @@ class Classifier:
         inputs = to_model_input(pixels, self.pixel_scale)
         outputs = np.asarray(forward(inputs), dtype=np.float64)
         if self.tta_flip:
-            width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
             outputs = (outputs + np.asarray(forward(mirrored), dtype=np.float64)) / 2
         outputs = np.clip(outputs, 0.0, 1.0)
         if outputs.shape[1] == 1:  # one sigmoid unit: P(class 1)
@@ -160,7 +161,7 @@ class Classifier:
                 items.append(value)
             elif isinstance(value, np.ndarray):
                 if value.dtype != np.uint8 or value.ndim not in (3, 4) or value.shape[-1] != 3:
-                    raise ValueError(f"arrays must be uint8 (height, width, 3) or (n, height, width, 3) RGB, "
+                    raise UserError(f"arrays must be uint8 (height, width, 3) or (n, height, width, 3) RGB, "
                                      f"got {value.dtype} {value.shape}")
                 stack = value[None] if value.ndim == 3 else value
                 items.extend((stack, index) for index in range(len(stack)))
@@ -185,7 +186,7 @@ class Classifier:
     def predict_batches(self, inputs, batch_size: int = DEFAULT_BATCH_SIZE):
         """Yield one list of Predictions per batch, in input order; at most one batch decoded at a time."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"--batch-size must be a positive whole number, got {batch_size!r}")
+            raise UserError(f"--batch-size must be a positive whole number, got {batch_size!r}")
         items = self._items(inputs)
         for start in range(0, len(items), batch_size):
             loaded = [self._load(item) for item in items[start:start + batch_size]]

@@ -30,6 +30,7 @@ from cnnlab.inference import export_formats as formats
 from cnnlab.inference.export_formats import INPUT_NAME, OUTPUT_NAME
 from cnnlab.inference.inputs import check_run_folder, expand_paths
 from cnnlab.training import run_folder as folder
+from cnnlab.errors import UserError
 
 FORMATS = ("onnx", "keras", "savedmodel")
 DEFAULT_TOLERANCE = 1e-4
@@ -47,13 +48,13 @@ class ExportConfig:
 
     def __post_init__(self):
         if self.format not in FORMATS:
-            raise ValueError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
+            raise UserError(f"unknown --format {self.format!r}; choose one of {', '.join(FORMATS)}")
         if self.format == "keras" and not self.out.endswith(".keras"):
-            raise ValueError(f"--out {self.out}: a Keras file must end in .keras (Keras refuses other names)")
+            raise UserError(f"--out {self.out}: a Keras file must end in .keras (Keras refuses other names)")
         if isinstance(self.parity_photos, bool) or not isinstance(self.parity_photos, int) or self.parity_photos < 1:
-            raise ValueError(f"--parity-photos must be a positive whole number, got {self.parity_photos!r}")
+            raise UserError(f"--parity-photos must be a positive whole number, got {self.parity_photos!r}")
         if not 0.0 <= self.tolerance < 1.0:
-            raise ValueError(f"--tolerance must be between 0 and 1, got {self.tolerance!r}")
+            raise UserError(f"--tolerance must be between 0 and 1, got {self.tolerance!r}")
 
 
 @dataclass
@@ -129,7 +130,7 @@ def parity_pixels(classifier, run: Path, photos: tuple[str, ...], count: int) ->
         if len(pixels) == count:
             break
     if not pixels:
-        raise ValueError(f"no readable photos to check the export on in {where}; pass some with --photos")
+        raise UserError(f"no readable photos to check the export on in {where}; pass some with --photos")
     return np.stack(pixels)
 
 
@@ -158,7 +159,7 @@ def check_parity(classifier, forward, pixels: np.ndarray, tolerance: float, what
     labels_got = [classifier.decide(row) for row in got]
     disagreements = sum(a != b for a, b in zip(labels_expected, labels_got))
     if not np.isfinite(difference) or difference > tolerance or disagreements:
-        raise ValueError(f"the {what} export does not match the run's model on {len(pixels)} photos: largest "
+        raise UserError(f"the {what} export does not match the run's model on {len(pixels)} photos: largest "
                          f"probability difference {difference:.3g} (allowed {tolerance:g}), {disagreements} "
                          "labels differ; nothing was written")
     return difference
@@ -171,9 +172,9 @@ def check_replaceable(out: Path, format: str) -> None:
         return
     if format == "savedmodel":
         if not out.is_dir() or not (out / "saved_model.pb").is_file():
-            raise ValueError(f"--out {out} exists and is not a SavedModel; choose a new name or remove it")
+            raise UserError(f"--out {out} exists and is not a SavedModel; choose a new name or remove it")
     elif out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a file name (e.g. {out / ('model.' + format)})")
+        raise UserError(f"--out {out} is a folder; give a file name (e.g. {out / ('model.' + format)})")
 
 
 def export_run(config: ExportConfig) -> ExportResult:
@@ -183,7 +184,7 @@ def export_run(config: ExportConfig) -> ExportResult:
     run = check_run_folder(config.run)
     out = Path(config.out)
     if not out.parent.is_dir():
-        raise ValueError(f"--out {out}: folder {out.parent} does not exist")
+        raise UserError(f"--out {out}: folder {out.parent} does not exist")
     check_replaceable(out, config.format)
     if config.format == "savedmodel":
         from cnnlab.inference.savedmodel import check_tensorflow
@@ -233,10 +234,9 @@ def float32_model(model, config: dict, num_classes: int):
 
 def to_model_inputs(classifier, pixels: np.ndarray) -> list[np.ndarray]:
     """The model inputs the parity check will ask for: the photos, and their mirror images with TTA."""
-    from cnnlab.training.batches import keras, to_model_input
+    from cnnlab.recipe.pixels import to_model_input, width_axis
 
     inputs = to_model_input(pixels, classifier.pixel_scale)
     if not classifier.tta_flip:
         return [inputs]
-    width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
-    return [inputs, np.ascontiguousarray(np.flip(inputs, axis=width_axis))]
+    return [inputs, np.ascontiguousarray(np.flip(inputs, axis=width_axis()))]

@@ -28,7 +28,7 @@ def export_onnx(classifier, path: Path, metadata: dict) -> None:
     TorchScript exporter (its dynamo path would fix the batch at 1). Needs the onnx package.
     """
     import onnx
-    from cnnlab.training.batches import keras
+    from cnnlab.backend import keras
 
     signature = [keras.InputSpec(shape=(None, *classifier.model.inputs[0].shape[1:]), dtype="float32",
                                  name=INPUT_NAME)]
@@ -77,7 +77,7 @@ def export_keras(classifier, path: Path, metadata: dict) -> None:
 
 def keras_forward(path: Path):
     from cnnlab.inference.classifier import _no_gradient
-    from cnnlab.training.batches import keras
+    from cnnlab.backend import keras
 
     model = keras.saving.load_model(str(path), compile=False)  # safe_mode: no code from the file
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.data.labels import IMAGE_EXTENSIONS, walk_images, natural_key
+from cnnlab.errors import UserError
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -70,5 +71,5 @@ def check_run_folder(run: str | os.PathLike) -> Path:
     run = Path(run)
     if not (run / "config.json").is_file():
         what = "does not exist" if not run.exists() else "is not a run folder (no config.json)"
-        raise ValueError(f"{run} {what}; pass a folder written by `cnnlab train`")
+        raise UserError(f"{run} {what}; pass a folder written by `cnnlab train`")
     return run

@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from cnnlab.errors import UserError
 
 TENSORFLOW_PYTHON = "CNNLAB_TENSORFLOW_PYTHON"
 INSTALL_HINT = ("savedmodel export needs TensorFlow, which is not installed: install the tensorflow extra "
@@ -45,7 +46,7 @@ def tensorflow_python() -> str | None:
 def check_tensorflow() -> str:
     python = tensorflow_python()
     if python is None:
-        raise ValueError(INSTALL_HINT)
+        raise UserError(INSTALL_HINT)
     return python
 
 
@@ -68,10 +69,10 @@ def export_savedmodel(run: Path, out: Path, metadata: dict, inputs: list[np.ndar
             finished = subprocess.run(command, env=environment, capture_output=True, text=True,
                                       timeout=CHILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            raise ValueError(f"savedmodel export: TensorFlow did not finish within {CHILD_TIMEOUT_S} s") from None
+            raise UserError(f"savedmodel export: TensorFlow did not finish within {CHILD_TIMEOUT_S} s") from None
         if finished.returncode != 0:
             lines = [line for line in finished.stderr.splitlines() if line.strip()]
-            raise ValueError(f"savedmodel export failed in TensorFlow ({python}): "
+            raise UserError(f"savedmodel export failed in TensorFlow ({python}): "
                              f"{lines[-1] if lines else 'exit status ' + str(finished.returncode)}")
         with np.load(scratch / "outputs.npz") as stored:
             outputs = [stored[f"arr_{index}"] for index in range(len(inputs))]
@@ -88,7 +89,7 @@ def _child(run: str, out: str, metadata_file: str, inputs_file: str, outputs_fil
     """In the TensorFlow process: export, reload, run."""
     import tensorflow as tf
 
-    from cnnlab.training.batches import keras
+    from cnnlab.backend import keras
     from cnnlab.training.evaluation import load_trained_model
 
     model, config = load_trained_model(run)

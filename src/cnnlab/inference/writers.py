@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+from cnnlab.errors import UserError
 
 FORMATS = ("table", "csv", "json")
 FIXED_COLUMNS = ("path", "label", "threshold", "error")
@@ -112,4 +113,4 @@ def make_writer(kind: str, stream, classes, threshold, header: dict, paths=()) -
         return JsonWriter(stream, classes, threshold, header)
     if kind == "table":
         return TableWriter(stream, classes, threshold, header, max((len(path) for path in paths), default=4))
-    raise ValueError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
+    raise UserError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")

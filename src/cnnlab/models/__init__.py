@@ -1,7 +1,7 @@
 """Model registry: the tutorial's Keras models by name, modern small CNNs, plus non-neural baselines.
 
-Importing this package configures Keras (PyTorch backend, channels_first) unless Keras was
-already imported, and registers the tutorial's models, then the modern ones. The scikit-learn
+Importing this package gets Keras from cnnlab.backend (configured there once: PyTorch,
+channels_first, unless the caller set Keras up first) and registers the tutorial's models, then the modern ones. The scikit-learn
 baselines load lazily (`cnnlab.models.BASELINES`, `cnnlab.models.make_baseline`) so Keras-only
 users skip sklearn.
 """
@@ -9,18 +9,16 @@ users skip sklearn.
 from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
 from cnnlab.models import modern  # noqa: F401  (registers the modern models, after the tutorial's)
 from cnnlab.models import transfer  # noqa: F401  (registers the transfer-learning model)
+from cnnlab.models.flops import FLOP_COUNTERS, forward_flops, layer_flops
 from cnnlab.models.registry import (
     FAMILIES,
-    FLOP_COUNTERS,
     ModelSpec,
     Recipe,
     build_model,
     classification_head,
     count_parameters,
     describe_models,
-    forward_flops,
     get_model_spec,
-    layer_flops,
     model_names,
     register,
     unregister,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
+from cnnlab.errors import UserError
 
 # scikit-learn's HistGradientBoostingClassifier rather than XGBoost, which the tutorial used:
 # scikit-learn is already a pinned dependency (for reference metrics), is well maintained and
@@ -34,9 +35,9 @@ class Baseline(Protocol):
 def _check_images(images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4:
-        raise ValueError(f"expected images shaped (n, height, width, channels), got shape {images.shape}")
+        raise UserError(f"expected images shaped (n, height, width, channels), got shape {images.shape}")
     if len(images) == 0:
-        raise ValueError("expected at least one image, got none")
+        raise UserError("expected at least one image, got none")
     return images
 
 
@@ -45,12 +46,12 @@ def _check_labels(labels: np.ndarray, count: int) -> np.ndarray:
     if labels.dtype == bool:
         labels = labels.astype(np.int64)
     if labels.shape != (count,):
-        raise ValueError(f"expected {count} labels shaped ({count},), got shape {labels.shape}")
+        raise UserError(f"expected {count} labels shaped ({count},), got shape {labels.shape}")
     if not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
-        raise ValueError("labels must be integer class indices 0..N-1")
+        raise UserError("labels must be integer class indices 0..N-1")
     labels = labels.astype(np.int64)
     if labels.min() < 0:
-        raise ValueError(f"labels must be class indices >= 0, got {labels.min()}")
+        raise UserError(f"labels must be class indices >= 0, got {labels.min()}")
     return labels
 
 
@@ -65,11 +66,11 @@ class _ClassifierBase:
     def _set_classes(self, labels: np.ndarray, num_classes: int | None) -> None:
         self.num_classes = max(2, int(labels.max()) + 1) if num_classes is None else int(num_classes)
         if self.num_classes < 2 or labels.max() >= self.num_classes:
-            raise ValueError(f"labels must lie in 0..{self.num_classes - 1} for {self.num_classes} classes")
+            raise UserError(f"labels must lie in 0..{self.num_classes - 1} for {self.num_classes} classes")
 
     def _require_fitted(self) -> None:
         if self.num_classes is None:
-            raise ValueError(f"{type(self).__name__} is not fitted yet; call fit(images, labels) first")
+            raise UserError(f"{type(self).__name__} is not fitted yet; call fit(images, labels) first")
 
     def class_probabilities(self, images: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -115,7 +116,7 @@ def downsample(images: np.ndarray, block: int) -> np.ndarray:
     n, height, width, channels = images.shape
     rows, columns = height // block, width // block
     if rows == 0 or columns == 0:
-        raise ValueError(f"images of {height} x {width} are smaller than one {block} x {block} block")
+        raise UserError(f"images of {height} x {width} are smaller than one {block} x {block} block")
     cropped = images[:, : rows * block, : columns * block, :].astype(np.float32)
     return cropped.reshape(n, rows, block, columns, block, channels).mean(axis=(2, 4))
 
@@ -134,7 +135,7 @@ class PixelBoostedTreesBaseline(_ClassifierBase):
     def __init__(self, block: int = 4, max_iter: int = 100, learning_rate: float = 0.1,
                  random_state: int = 0, **tree_options: Any) -> None:
         if not isinstance(block, int) or block < 1:
-            raise ValueError(f"block must be a positive integer, got {block!r}")
+            raise UserError(f"block must be a positive integer, got {block!r}")
         self.block = block
         self.classifier = HistGradientBoostingClassifier(
             max_iter=max_iter, learning_rate=learning_rate, random_state=random_state, **tree_options
@@ -151,7 +152,7 @@ class PixelBoostedTreesBaseline(_ClassifierBase):
         labels = _check_labels(labels, len(images))
         self._set_classes(labels, num_classes)
         if len(np.unique(labels)) < 2:
-            raise ValueError("pixel-trees needs at least two classes among the training labels")
+            raise UserError("pixel-trees needs at least two classes among the training labels")
         self.classifier.fit(self.features(images), labels)
         return self
 
@@ -185,7 +186,7 @@ BASELINES: dict[str, BaselineInfo] = {
 
 def make_baseline(name: str, **options: Any) -> Baseline:
     if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
+        raise UserError(f"unknown baseline {name!r}; known baselines: {', '.join(BASELINES)}")
     return BASELINES[name].factory(**options)
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnlab.models.layers import ChannelsLastMemory, FastBatchNormalization
-from cnnlab.models.registry import ModelSpec, Recipe, classification_head, keras, register
-from cnnlab.training.augment import Augment
+from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
+from cnnlab.backend import keras
+from cnnlab.recipe.augment import Augment
 
 
 def _channel_axis() -> int:

@@ -5,7 +5,7 @@ Modelled on timm's registry: a model is registered once as a `ModelSpec` (a buil
 `cnnlab models` and the training code read only this module, so adding an architecture means
 writing one builder and one `register(...)` call.
 
-Shapes follow Keras' global image data format, which `cnnlab.runtime.configure_keras()` sets
+Shapes follow Keras' global image data format, which `cnnlab.backend.configure_keras()` sets
 to channels_first: an input shape is (channels, height, width), (3, 125, 94) for the tutorial.
 """
 
@@ -13,20 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from cnnlab.runtime import configure_keras, resolve_precision
-
-# Keras picks its backend once, at first import; if nobody has imported it yet, make it ours
-# (PyTorch, channels_first). If the caller already imported and configured Keras, respect that.
-if "keras" not in sys.modules:
-    configure_keras()
-
-import keras  # noqa: E402  (must follow configure_keras)
-
-from cnnlab.models.recipe import FAMILIES, Recipe  # noqa: E402,F401  (Recipe: re-exported)
+from cnnlab.backend import keras, resolve_precision
+from cnnlab.errors import UserError
+from cnnlab.models.flops import forward_flops
+from cnnlab.recipe import FAMILIES, Recipe
 
 
 ModelBuilder = Callable[[tuple[int, ...], int], keras.Model]
@@ -45,11 +38,11 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
-            raise ValueError(f"a model name must be a non-empty string, got {self.name!r}")
+            raise UserError(f"a model name must be a non-empty string, got {self.name!r}")
         if self.family not in FAMILIES:
-            raise ValueError(f"unknown family {self.family!r} for {self.name}; choose one of {', '.join(FAMILIES)}")
+            raise UserError(f"unknown family {self.family!r} for {self.name}; choose one of {', '.join(FAMILIES)}")
         if not callable(self.build):
-            raise ValueError(f"build for {self.name} must be callable(input_shape, num_classes)")
+            raise UserError(f"build for {self.name} must be callable(input_shape, num_classes)")
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -58,7 +51,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(spec: ModelSpec) -> ModelSpec:
     """Add a model to the registry; returns the spec. Names are unique."""
     if spec.name in _REGISTRY:
-        raise ValueError(f"a model named {spec.name!r} is already registered")
+        raise UserError(f"a model named {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec
 
@@ -75,13 +68,13 @@ def get_model_spec(name: str) -> ModelSpec:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(_REGISTRY) or "(none registered)"
-        raise ValueError(f"unknown model {name!r}; known models: {known}") from None
+        raise UserError(f"unknown model {name!r}; known models: {known}") from None
 
 
 def model_names(family: str | None = None) -> list[str]:
     """Registered names in registration order (the tutorial's order), optionally by family."""
     if family is not None and family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+        raise UserError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     return [name for name, spec in _REGISTRY.items() if family is None or spec.family == family]
 
 
@@ -103,14 +96,14 @@ def build_model(
     which is the default; None means the model's recipe size in the current format.
     Two classes give an (n, 1) sigmoid output (P(class 1)); N > 2 give (n, N) softmax rows.
     precision: a Keras dtype policy ('float32' or 'mixed_bfloat16'; 'auto' is resolved by
-    cnnlab.runtime.resolve_precision); it applies to this model's layers only.
+    cnnlab.backend.resolve_precision); it applies to this model's layers only.
     """
     spec = get_model_spec(name)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+        raise UserError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     shape = spec.recipe.input_shape() if input_shape is None else tuple(input_shape)
     if len(shape) != 3 or not all(isinstance(size, int) and size > 0 for size in shape):
-        raise ValueError(f"input_shape must be three positive integers (channels, height, width), got {input_shape!r}")
+        raise UserError(f"input_shape must be three positive integers (channels, height, width), got {input_shape!r}")
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(resolve_precision(precision))
     try:
@@ -122,78 +115,6 @@ def build_model(
 def count_parameters(model: keras.Model, trainable_only: bool = False) -> int:
     weights = model.trainable_weights if trainable_only else model.weights
     return int(sum(math.prod(weight.shape) for weight in weights))
-
-
-# ---- FLOPs -------------------------------------------------------------------------------
-# forward_flops counts 2 FLOPs per multiply-add in the layers that do matrix products (Conv*,
-# Dense, depthwise/separable/transposed convolutions): the convention of timm, fvcore and the
-# papers (FLOPs = 2 x MACs). Bias adds, activations, pooling comparisons and normalisation are
-# element-wise, together < 1% for these models, and are not counted. A layer with a kernel
-# that no counter knows raises rather than being silently counted as free; add a counter.
-
-
-def _elements(shape: Sequence[int | None]) -> int:
-    return math.prod(int(size) for size in shape[1:])  # drop the batch axis
-
-
-def _dense_macs(layer: keras.layers.Layer) -> int:
-    return _elements(layer.output.shape) * int(layer.kernel.shape[0])
-
-
-def _conv_macs(layer: keras.layers.Layer) -> int:
-    # kernel is (*spatial, in_channels / groups, filters) in every data format.
-    return _elements(layer.output.shape) * math.prod(layer.kernel.shape[:-1])
-
-
-def _conv_transpose_macs(layer: keras.layers.Layer) -> int:
-    # kernel is (*spatial, filters, in_channels): every input element meets every kernel tap.
-    return _elements(layer.input.shape) * math.prod(layer.kernel.shape[:-1])
-
-
-def _depthwise_macs(layer: keras.layers.Layer) -> int:
-    # kernel is (*spatial, in_channels, multiplier); each output element uses one spatial window.
-    return _elements(layer.output.shape) * math.prod(layer.kernel.shape[:-2])
-
-
-def _separable_macs(layer: keras.layers.Layer) -> int:
-    depthwise = layer.depthwise_kernel.shape
-    intermediate_channels = depthwise[-2] * depthwise[-1]
-    positions = _elements(layer.output.shape) // layer.filters
-    return positions * intermediate_channels * (math.prod(depthwise[:-2]) + layer.filters)
-
-
-FLOP_COUNTERS: dict[type, Callable[[keras.layers.Layer], int]] = {
-    keras.layers.Dense: _dense_macs,
-    keras.layers.Conv1D: _conv_macs,
-    keras.layers.Conv2D: _conv_macs,
-    keras.layers.Conv3D: _conv_macs,
-    keras.layers.Conv2DTranspose: _conv_transpose_macs,
-    keras.layers.DepthwiseConv2D: _depthwise_macs,
-    keras.layers.SeparableConv2D: _separable_macs,
-}
-
-
-def layer_flops(model: keras.Model) -> list[tuple[str, int]]:
-    """(layer name, forward FLOPs per image) for every counted layer, nested models included."""
-    counted: list[tuple[str, int]] = []
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            counted.extend((f"{layer.name}/{name}", flops) for name, flops in layer_flops(layer))
-            continue
-        counter = next((count for kind, count in FLOP_COUNTERS.items() if isinstance(layer, kind)), None)
-        if counter is not None:
-            counted.append((layer.name, 2 * counter(layer)))
-        elif getattr(layer, "kernel", None) is not None:
-            raise ValueError(
-                f"forward_flops cannot count layer {layer.name!r} ({type(layer).__name__}); "
-                "add a counter for it to cnnlab.models.registry.FLOP_COUNTERS"
-            )
-    return counted
-
-
-def forward_flops(model: keras.Model) -> int:
-    """Analytic forward-pass FLOPs for one image: 2 x multiply-adds of Conv and Dense layers."""
-    return sum(flops for _, flops in layer_flops(model))
 
 
 def describe_models(family: str | None = None) -> list[dict[str, Any]]:

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cnnlab.models.modern import MODERN_AUGMENT
-from cnnlab.models.registry import ModelSpec, Recipe, classification_head, keras, register
+from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
 
 BACKBONE_LAYER = "backbone"
 
@@ -42,7 +44,7 @@ MINIMUM_SIDE = 32  # keras.applications' MobileNetV3 refuses smaller inputs
 def build_mobilenet_transfer(input_shape: Sequence[int], num_classes: int) -> keras.Model:
     sides = input_shape[1:] if keras.config.image_data_format() == "channels_first" else input_shape[:2]
     if min(sides) < MINIMUM_SIDE:
-        raise ValueError(f"mobilenetv3-transfer needs photos of at least {MINIMUM_SIDE}x{MINIMUM_SIDE} pixels, got "
+        raise UserError(f"mobilenetv3-transfer needs photos of at least {MINIMUM_SIDE}x{MINIMUM_SIDE} pixels, got "
                          f"{sides[1]}x{sides[0]}; prepare the cache at its recipe size (128x128, `cnnlab models`)")
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     features = _backbone(input_shape, weights=None)(inputs)
@@ -67,13 +69,13 @@ def apply_initial_weights(model: keras.Model, source: str) -> dict:
         try:
             published = _backbone(backbone.input_shape[1:], weights="imagenet")
         except Exception as error:  # noqa: BLE001 - a download or file error of any kind
-            raise ValueError(f"could not get the ImageNet weights ({type(error).__name__}: {str(error)[:120]}); "
+            raise UserError(f"could not get the ImageNet weights ({type(error).__name__}: {str(error)[:120]}); "
                              "offline, pass --init-weights PATH to a weights file") from None
         backbone.set_weights(published.get_weights())
         return {"init_weights": "imagenet", "loaded_into": BACKBONE_LAYER}
     path = Path(source)
     if not path.is_file():
-        raise ValueError(f"--init-weights {source}: no such file; pass a .weights.h5 file or 'imagenet'")
+        raise UserError(f"--init-weights {source}: no such file; pass a .weights.h5 file or 'imagenet'")
     record = {"init_weights": str(path.resolve()), "sha256": file_digest(path)}
     problems = []
     for target_name, target in (("model", model), (BACKBONE_LAYER, _backbone_or_none(model))):
@@ -85,7 +87,7 @@ def apply_initial_weights(model: keras.Model, source: str) -> dict:
             problems.append(f"not the {target_name}'s ({str(error).splitlines()[0][:100]})")
             continue
         return {**record, "loaded_into": target_name}
-    raise ValueError(f"--init-weights {path}: these weights fit neither the whole model nor its backbone: "
+    raise UserError(f"--init-weights {path}: these weights fit neither the whole model nor its backbone: "
                      + "; ".join(problems))
 
 
@@ -99,7 +101,7 @@ def _load_strictly(target: keras.Model, path: Path) -> None:
     skipped = [str(warning.message) for warning in caught if "Skipping" in str(warning.message)
                or "freshly-initialized" in str(warning.message)]
     if skipped:
-        raise ValueError(f"{len(skipped)} of its layers are missing from the file")
+        raise UserError(f"{len(skipped)} of its layers are missing from the file")
 
 
 def _backbone_or_none(model: keras.Model):
@@ -112,7 +114,7 @@ def _backbone_or_none(model: keras.Model):
 def _find_backbone(model: keras.Model, source: str):
     backbone = _backbone_or_none(model)
     if backbone is None:
-        raise ValueError(f"--init-weights {source}: {model.name} has no pretrained backbone; "
+        raise UserError(f"--init-weights {source}: {model.name} has no pretrained backbone; "
                          "use a transfer model (cnnlab models) or a weights file")
     return backbone
 

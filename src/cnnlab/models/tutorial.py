@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cnnlab.models.registry import ModelSpec, Recipe, classification_head, keras, register
+from cnnlab.backend import keras
+from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
+from cnnlab.published import published
 
 
 def _chain(name: str, input_shape: Sequence[int], layers: list[keras.layers.Layer]) -> keras.Model:
@@ -66,28 +68,28 @@ register(ModelSpec(
     description="Tutorial MLP: Flatten, Dense 512 ReLU, Dense 1 sigmoid; MSE loss, Adam lr 1e-3.",
     build=_builder("mlp", (), (512,)),
     recipe=_tutorial_recipe(batch_size=32, epochs=10, loss="mse", learning_rate=1e-3),
-    tutorial={"claim": "about as good as random guessing"},
+    tutorial=published("mlp"),
 ))
 register(ModelSpec(
     name="conv1",
     description="Tutorial CNN: Conv 24, MaxPool, Dense 128 x2, sigmoid; BCE, Adam lr 1e-6.",
     build=_builder("conv1", (24,), (128, 128)),
     recipe=_tutorial_recipe(batch_size=32, epochs=5),
-    tutorial={"mse": 0.36, "pearson": 0.15},
+    tutorial=published("conv1"),
 ))
 register(ModelSpec(
     name="conv2",
     description="Tutorial CNN: (Conv 48, MaxPool) x2, Dense 256 x2, sigmoid; BCE, Adam lr 1e-6.",
     build=_builder("conv2", (48, 48), (256, 256)),
     recipe=_tutorial_recipe(batch_size=64, epochs=15),
-    tutorial={"mse": 0.33, "pearson": 0.21, "accuracy": 0.61},
+    tutorial=published("conv2"),
 ))
 register(ModelSpec(
     name="conv2-wide",
     description="Tutorial CNN: (Conv 128, MaxPool) x2, Dense 256 x2, sigmoid; BCE, Adam lr 1e-6.",
     build=_builder("conv2-wide", (128, 128), (256, 256)),
     recipe=_tutorial_recipe(batch_size=64, epochs=11),
-    tutorial={"pearson": 0.30, "accuracy": 0.67},
+    tutorial=published("conv2-wide"),
 ))
 register(ModelSpec(
     name="conv2-fc512",
@@ -95,5 +97,5 @@ register(ModelSpec(
     "in the first dense layer), sigmoid; BCE, Adam lr 1e-6.",
     build=_builder("conv2-fc512", (64, 128), (512, 512)),
     recipe=_tutorial_recipe(batch_size=64, epochs=10),
-    tutorial={"pearson": 0.42, "accuracy": 0.75},
+    tutorial=published("conv2-fc512"),
 ))

@@ -19,6 +19,7 @@ from cnnlab.data.cache_io import replace_atomically
 from cnnlab.report import figures, html, photos
 from cnnlab.report.collect import SPLIT, SPLIT_LABEL, RunData, load_runs, open_cache_quietly, read_survey
 from cnnlab.report.tables import metrics_section_body, per_class_table
+from cnnlab.errors import UserError
 
 SAMPLES_PER_CLASS = 8
 TOP_LOSSES = 8
@@ -49,9 +50,9 @@ def build_report(config: ReportConfig) -> ReportResult:
     # Bad input fails here, in one line, before any model is loaded.
     out = Path(config.out)
     if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; name the HTML file to write, e.g. {out / 'report.html'}")
+        raise UserError(f"--out {out} is a folder; name the HTML file to write, e.g. {out / 'report.html'}")
     if config.filters_photo is not None and not Path(config.filters_photo).is_file():
-        raise ValueError(f"{config.filters_photo}: no such photo for --filters-photo")
+        raise UserError(f"{config.filters_photo}: no such photo for --filters-photo")
     survey = read_survey(config.survey)
     runs = load_runs(config.runs, config.cache)
     notes = [note for run in runs for note in run.notes]

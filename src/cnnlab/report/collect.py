@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.training import run_folder as folder
+from cnnlab.errors import UserError
 
 SPLIT = "val"  # the split the report's pictures describe (the split the tutorial reports on)
 SPLIT_LABEL = "validation"
@@ -66,10 +67,10 @@ def check_run_folder(run: str | Path) -> Path:
     """The folder, or a one-line ValueError naming it when it is not a training run."""
     run = Path(run)
     if not run.is_dir():
-        raise ValueError(f"{run}: no such run folder; pass folders written by `cnnlab train`")
+        raise UserError(f"{run}: no such run folder; pass folders written by `cnnlab train`")
     for name in ("config.json", "classes.json"):
         if not (run / name).is_file():
-            raise ValueError(f"{run}: not a run folder (no {name}); pass folders written by `cnnlab train`")
+            raise UserError(f"{run}: not a run folder (no {name}); pass folders written by `cnnlab train`")
     return run
 
 
@@ -84,7 +85,7 @@ def read_history(run: Path) -> list[dict]:
         try:
             history.append(json.loads(line))
         except ValueError:
-            raise ValueError(f"{path}: line {number} is not JSON; the run folder is damaged") from None
+            raise UserError(f"{path}: line {number} is not JSON; the run folder is damaged") from None
     return history
 
 
@@ -112,7 +113,7 @@ def load_run(run: str | Path, cache_dir: str | None = None, caches: dict | None 
         classes = [str(name) for name in folder.read_json(run / "classes.json")]
         model = config["train"]["model"]
     except (ValueError, KeyError, TypeError):
-        raise ValueError(f"{run}: config.json or classes.json is not a run's; the folder is damaged") from None
+        raise UserError(f"{run}: config.json or classes.json is not a run's; the folder is damaged") from None
     data = folder.read_json(run / "data.json") if (run / "data.json").exists() else {}
     evaluation = folder.read_json(run / "evaluation.json") if (run / "evaluation.json").exists() else None
     result = RunData(model, run, model, classes, config, read_history(run), evaluation)
@@ -184,7 +185,7 @@ def load_runs(runs, cache_dir: str | None = None) -> list[RunData]:
     made unique when two runs share a model."""
     paths = [check_run_folder(run) for run in runs]
     if not paths:
-        raise ValueError("no run folders given; pass at least one folder written by `cnnlab train`")
+        raise UserError("no run folders given; pass at least one folder written by `cnnlab train`")
     caches: dict = {}
     loaded = [load_run(path, cache_dir, caches) for path in paths]
     models = [run.model for run in loaded]
@@ -200,11 +201,11 @@ def read_survey(path: str | Path | None) -> dict | None:
     try:
         survey = json.loads(Path(path).read_text())
     except OSError as error:
-        raise ValueError(f"{path}: cannot read the survey ({error.strerror or error}); "
+        raise UserError(f"{path}: cannot read the survey ({error.strerror or error}); "
                          "write one with `cnnlab survey DATA --json > survey.json`") from None
     except ValueError:
-        raise ValueError(f"{path}: not JSON; write a survey with `cnnlab survey DATA --json > survey.json`") from None
+        raise UserError(f"{path}: not JSON; write a survey with `cnnlab survey DATA --json > survey.json`") from None
     if not isinstance(survey, dict) or "top_shapes" not in survey or "per_class" not in survey:
-        raise ValueError(f"{path}: not a survey (no top_shapes / per_class); "
+        raise UserError(f"{path}: not a survey (no top_shapes / per_class); "
                          "write one with `cnnlab survey DATA --json > survey.json`")
     return survey

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.report.figures import new_figure, png_bytes
+from cnnlab.errors import UserError
 
 MAX_CLASSES_SHOWN = 12
 
@@ -86,7 +87,7 @@ def filter_demo(photo: str | Path | None, cache=None) -> tuple[bytes, str]:
 
 def _default_photo(cache, scratch: Path) -> Path:
     if cache is None:
-        raise ValueError("no photo for the filter demo: pass --filters-photo or a cache")
+        raise UserError("no photo for the filter demo: pass --filters-photo or a cache")
     rows = cache.indices("val")
     if len(rows) == 0:
         rows = np.arange(len(cache.labels))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from cnnlab.experiments.results_table import reading, table_rows
+from cnnlab.report.results_table import reading, table_rows
 from cnnlab.report import html
 from cnnlab.report.collect import SPLIT, RunData
 
@@ -74,7 +74,7 @@ def metrics_section_body(runs: list[RunData], extra_results=()) -> str:
 def per_class_table(run: RunData) -> str | None:
     """Every class's precision, recall, F1 and support on the validation split, from the run's
     predictions (the most probable class is the label), or None when there are none."""
-    from cnnlab.metrics_multiclass import precision_recall_per_class
+    from cnnlab.metrics.multiclass import precision_recall_per_class
 
     probabilities = run.class_probabilities()
     if probabilities is None or run.labels is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from dataclasses import dataclass
+from cnnlab.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -24,14 +25,14 @@ class ServeConfig:
 
     def __post_init__(self):
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
-            raise ValueError(f"--port must be between 0 and 65535, got {self.port!r}")
+            raise UserError(f"--port must be between 0 and 65535, got {self.port!r}")
         if not isinstance(self.max_upload_mb, (int, float)) or not math.isfinite(self.max_upload_mb) \
                 or self.max_upload_mb <= 0:
-            raise ValueError(f"--max-upload-mb must be a positive number, got {self.max_upload_mb!r}")
+            raise UserError(f"--max-upload-mb must be a positive number, got {self.max_upload_mb!r}")
         if isinstance(self.max_photos, bool) or not isinstance(self.max_photos, int) or self.max_photos < 1:
-            raise ValueError(f"--max-photos must be a positive whole number, got {self.max_photos!r}")
+            raise UserError(f"--max-photos must be a positive whole number, got {self.max_photos!r}")
         if not self.host:
-            raise ValueError("--host must not be empty (127.0.0.1 serves this machine only)")
+            raise UserError("--host must not be empty (127.0.0.1 serves this machine only)")
 
     @property
     def max_upload_bytes(self) -> int:

@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlab.runtime import configure_keras
-
-configure_keras()
-import keras  # noqa: E402
-
-
-def to_model_input(pixels: np.ndarray, pixel_scale: str) -> np.ndarray:
-    """uint8 (n, height, width, 3) -> float32 in Keras' image data format, scaled."""
-    batch = pixels.astype(np.float32)
-    if pixel_scale == "unit":
-        batch *= 1.0 / 255.0
-    if keras.config.image_data_format() == "channels_first":
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-    return batch
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
+from cnnlab.recipe.pixels import to_model_input
 
 
 def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -36,7 +25,7 @@ def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
 def check_batch_splits(batch_size: int, world_size: int) -> None:
     """A global batch must split into equal parts, one per worker."""
     if batch_size % world_size:
-        raise ValueError(f"batch size {batch_size} does not split evenly over {world_size} workers; "
+        raise UserError(f"batch size {batch_size} does not split evenly over {world_size} workers; "
                          "choose a --batch-size that is a multiple of the number of workers")
 
 
@@ -44,7 +33,7 @@ class CacheBatches(keras.utils.PyDataset):
     """A keras PyDataset over some rows of a cache.
 
     augment: None, or a callable(pixels, generator, *, rows, epoch, seed) -> pixels applied to
-    each uint8 (n, height, width, 3) batch before scaling (cnnlab.training.augment.Augment).
+    each uint8 (n, height, width, 3) batch before scaling (cnnlab.recipe.augment.Augment).
 
     Distributed training (cnnlab.training.distributed) reads one of two ways:
     - rank/world_size: `batch_size` is the global batch; every worker shuffles all `rows` the
@@ -60,7 +49,7 @@ class CacheBatches(keras.utils.PyDataset):
                  stream: int | None = None, steps: int | None = None, **kwargs):
         super().__init__(**kwargs)
         if len(rows) == 0:
-            raise ValueError("no images in this split; check the cache's split counts (cnnlab prepare)")
+            raise UserError("no images in this split; check the cache's split counts (cnnlab prepare)")
         self.images = images
         self.labels = np.asarray(labels)
         self.rows = np.asarray(rows)
@@ -109,7 +98,7 @@ class CacheBatches(keras.utils.PyDataset):
         if self.augment is not None:
             # The generator makes each batch's augmentation reproducible (and identical after a
             # resume); rows and epoch identify the images for per-image schedules such as
-            # cnnlab.training.augment's alternating flip.
+            # cnnlab.recipe.augment's alternating flip.
             seeds = [self.seed, self.epoch, index] + ([] if self.stream is None else [self.stream])
             pixels = self.augment(pixels, np.random.default_rng(seeds),
                                   rows=rows, epoch=self.epoch, seed=self.seed)

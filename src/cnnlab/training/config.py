@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from cnnlab.models import Recipe, get_model_spec
+from cnnlab.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,11 @@ class TrainConfig:
     def validate(self) -> None:
         self.recipe()  # raises ValueError for unknown model or bad values
         if self.micro_batch_size is not None and self.micro_batch_size < 0:
-            raise ValueError(f"--micro-batch-size must be >= 0 (0 = whole batches), got {self.micro_batch_size}")
+            raise UserError(f"--micro-batch-size must be >= 0 (0 = whole batches), got {self.micro_batch_size}")
         for name in ("patience", "train_limit", "val_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+                raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

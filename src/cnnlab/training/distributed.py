@@ -25,6 +25,7 @@ import os
 from typing import Callable
 
 import numpy as np
+from cnnlab.errors import UserError
 
 # What torchrun (and other launchers speaking the same protocol: Slurm via srun + env, Kubeflow's
 # PyTorchJob) sets for every worker.
@@ -81,10 +82,10 @@ def start(environment: dict | None = None, timeout_seconds: float = 1800) -> Wor
         return _start_tensorflow(environment)
     missing = [name for name in LAUNCH_VARIABLES if name not in environment]
     if missing:
-        raise ValueError(f"--distributed: {', '.join(missing)} not set; start the workers with torchrun, e.g. "
+        raise UserError(f"--distributed: {', '.join(missing)} not set; start the workers with torchrun, e.g. "
                          "`torchrun --nproc-per-node 2 -m cnnlab train ... --distributed` (docs/distributed.md)")
     if keras.backend.backend() != "torch":
-        raise ValueError(f"--distributed needs the PyTorch or TensorFlow backend, not {keras.backend.backend()}")
+        raise UserError(f"--distributed needs the PyTorch or TensorFlow backend, not {keras.backend.backend()}")
     import torch
     import torch.distributed as dist
 
@@ -118,7 +119,7 @@ def _start_tensorflow(environment: dict) -> Workers:
         chiefs, workers = list(cluster.get("chief", [])), list(cluster["worker"])
         rank = int(task["index"]) + (len(chiefs) if task["type"] == "worker" else 0)
     except (KeyError, ValueError, TypeError) as error:
-        raise ValueError(f"--distributed on TensorFlow reads TF_CONFIG ({error!r} missing or invalid); set it as "
+        raise UserError(f"--distributed on TensorFlow reads TF_CONFIG ({error!r} missing or invalid); set it as "
                          "docs/distributed.md shows, or use the PyTorch backend with torchrun") from None
     import tensorflow as tf
 
@@ -176,7 +177,7 @@ def from_main(workers: Workers, function: Callable[[], object]):
     outcome = _broadcast_objects(outcome)
     kind, value = outcome[0]
     if kind == "error":
-        raise ValueError(value)
+        raise UserError(value)
     return value
 
 

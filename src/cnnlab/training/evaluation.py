@@ -16,9 +16,12 @@ from cnnlab.data.reader import open_cache
 from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
 from cnnlab.models import build_model, count_parameters
 from cnnlab.training import run_folder as folder
-from cnnlab.training.batches import CacheBatches, keras
+from cnnlab.training.batches import CacheBatches
+from cnnlab.backend import keras
+from cnnlab.recipe.pixels import width_axis
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.stored_predictions import write_predictions
+from cnnlab.errors import UserError
 
 
 def load_trained_model(run: str | Path, weights: str = "best"):
@@ -28,10 +31,10 @@ def load_trained_model(run: str | Path, weights: str = "best"):
     try:
         config = folder.read_json(run / "config.json")
     except (OSError, ValueError):
-        raise ValueError(f"{run}: not a run folder (no config.json); train one with `cnnlab train`") from None
+        raise UserError(f"{run}: not a run folder (no config.json); train one with `cnnlab train`") from None
     weights_file = run / f"{weights}.weights.h5"
     if not weights_file.exists():
-        raise ValueError(f"{run}: no {weights_file.name}; the run has not finished an epoch (cnnlab train --resume)")
+        raise UserError(f"{run}: no {weights_file.name}; the run has not finished an epoch (cnnlab train --resume)")
     classes = folder.read_json(run / "classes.json")
     # Runs from before the precision field were all float32.
     model = build_model(config["train"]["model"], tuple(config["input_shape"]), len(classes),
@@ -48,14 +51,13 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
     left-right mirror image (images/s then counts both passes' time).
     """
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
-    width_axis = 3 if keras.config.image_data_format() == "channels_first" else 2
     outputs = []
     started = time.perf_counter()
     for index in range(len(batches)):
         inputs, _ = batches[index]
         probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
         if tta_flip:
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis))
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
             mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
             probabilities = (probabilities + mirrored_probabilities) / 2
         outputs.append(probabilities)
@@ -87,7 +89,7 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
     # data.json holds the cache's resolved path; the config's may be relative to another directory.
     cache = open_cache(cache_dir or data.get("cache") or train_config.cache)
     if cache.split_hash != data["split_hash"]:
-        raise ValueError(f"{cache.root} is not the split {run} was trained on (split hash differs); pass its --data cache")
+        raise UserError(f"{cache.root} is not the split {run} was trained on (split hash differs); pass its --data cache")
     state = folder.read_state(run) or {}
     pixel_scale = config["recipe"]["pixel_scale"]
     tta_flip = bool(config["recipe"].get("tta_flip", False))  # absent in runs from before the option

@@ -19,6 +19,7 @@ global batches (tests/test_distributed.py). Both functions are private to the pi
 from __future__ import annotations
 
 import types
+from cnnlab.errors import UserError
 
 
 def apply(model=None) -> None:
@@ -29,7 +30,7 @@ def apply(model=None) -> None:
 
     if not hasattr(tensorflow_trainer, "reduce_per_replica") or \
             not hasattr(tensorflow_trainer, "_collective_all_reduce_multi_worker"):
-        raise ValueError("this Keras version's TensorFlow trainer is not the one cnnlab's multi-worker repairs "
+        raise UserError("this Keras version's TensorFlow trainer is not the one cnnlab's multi-worker repairs "
                          "were made for (Keras 3.15); use the PyTorch backend for --distributed")
     if not getattr(tensorflow_trainer.reduce_per_replica, "cnnlab_repaired", False):
         original = tensorflow_trainer.reduce_per_replica

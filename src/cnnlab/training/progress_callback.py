@@ -6,7 +6,7 @@ import sys
 import time
 
 from cnnlab.progress import Progress, format_duration
-from cnnlab.training.batches import keras
+from cnnlab.backend import keras
 
 
 class ProgressCallback(keras.callbacks.Callback):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.cache_io import replace_atomically
+from cnnlab.errors import UserError
 
 STATE_NAME = "state.json"
 
@@ -95,7 +96,7 @@ def load_optimizer(optimizer, model, path: Path) -> None:
         # the same one), so the names would refuse a valid resume from a notebook or test.
         arrays = [stored[f"{index:04d}"] for index in range(len(stored["names"]))]
         if [array.shape for array in arrays] != [tuple(variable.shape) for variable in optimizer.variables]:
-            raise ValueError(f"{path}: optimizer state does not match this model; start a new run (--out)")
+            raise UserError(f"{path}: optimizer state does not match this model; start a new run (--out)")
         for variable, array in zip(optimizer.variables, arrays):
             variable.assign(array)
 

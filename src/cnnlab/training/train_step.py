@@ -20,7 +20,8 @@ import contextlib
 import functools
 import types
 
-from cnnlab.training.batches import keras
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
 
 # Automatic micro-batches keep each chunk's layer outputs (float32) under this many bytes. On
 # conv2-wide (9.3 MB of layer outputs per photo, batch 64) that is 4 chunks of 16 photos: peak
@@ -31,10 +32,10 @@ DEFAULT_MICRO_BATCH_BYTES = 160 * 1024 * 1024
 def install(model, micro_batch_size: int | None = None, forward=None) -> None:
     """Make `model.fit` use cnnlab's step. Needs the PyTorch backend; call before `fit`."""
     if micro_batch_size is not None and micro_batch_size < 1:
-        raise ValueError(f"--micro-batch-size must be >= 1, got {micro_batch_size}")
+        raise UserError(f"--micro-batch-size must be >= 1, got {micro_batch_size}")
     if keras.backend.backend() != "torch":
         if forward is not None:
-            raise ValueError("DistributedDataParallel needs the PyTorch backend (KERAS_BACKEND=torch)")
+            raise UserError("DistributedDataParallel needs the PyTorch backend (KERAS_BACKEND=torch)")
         return  # other backends keep Keras' own step (their micro-batching is not implemented)
     step = functools.partial(_train_step, micro_batch_size=micro_batch_size, forward=forward)
     # An instance attribute: Keras' make_train_function looks `train_step` up on the model.

@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.info import library_versions
-from cnnlab.runtime import resolve_precision
+from cnnlab.backend import resolve_precision
 from cnnlab.models import build_model, count_parameters, get_model_spec
 from cnnlab.training import distributed, train_step
 from cnnlab.training import run_folder as folder
-from cnnlab.training.batches import CacheBatches, keras
+from cnnlab.training.batches import CacheBatches
+from cnnlab.backend import keras
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.progress_callback import ProgressCallback
 from cnnlab.training.train_step import automatic_micro_batch_size, validation_batch_size
 from cnnlab.training.training_data import open_training_data, photos_per_epoch
+from cnnlab.errors import UserError
 
 
 def subset(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
@@ -140,11 +142,11 @@ def _check_run_folder(run: Path, resume: bool, config: TrainConfig | None = None
     if state is None and resume and config is not None and _started_by(run, config):
         return None  # cut before its first epoch was committed: start it again in place
     if state is not None and not resume:
-        raise ValueError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
+        raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
     if state is None and run.exists() and any(p for p in run.iterdir() if not p.name.startswith(".")):
         if resume:
-            raise ValueError(f"{run}: no finished epoch to resume from; remove the folder or choose another --out")
-        raise ValueError(f"{run} exists and is not empty; choose another --out (cnnlab never overwrites a folder)")
+            raise UserError(f"{run}: no finished epoch to resume from; remove the folder or choose another --out")
+        raise UserError(f"{run} exists and is not empty; choose another --out (cnnlab never overwrites a folder)")
     return state
 
 
@@ -171,7 +173,7 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     recipe = config.recipe()
     data = open_training_data(config.cache, workers)
     if state is not None and plan["split_hash"] != data.split_hash:
-        raise ValueError(f"{run} was trained on another split of the data (split hash differs); "
+        raise UserError(f"{run} was trained on another split of the data (split hash differs); "
                          "resume with the same cache or start a new run")
     cache = data.cache
     num_classes = len(cache.classes)

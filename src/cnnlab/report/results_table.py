@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import math
 
-# What the tutorial reports, on its 1,024 validation photos. Its accuracies are the best over
-# thresholds 0.1..0.9 chosen on those same photos.
-PUBLISHED = {
-    "mlp": {"note": "about as good as random guessing"},
-    "conv1": {"mse": 0.36, "pearson": 0.15},
-    "conv2": {"mse": 0.33, "pearson": 0.21, "accuracy": 0.61},
-    "conv2-wide": {"pearson": 0.30, "accuracy": 0.67},
-    "conv2-fc512": {"pearson": 0.42, "accuracy": 0.75},
-}
+from cnnlab.published import PUBLISHED
 
 
 def _number(value, digits=3) -> str:

@@ -10,16 +10,9 @@ so an optimizer that holds it can be saved and rebuilt.
 from __future__ import annotations
 
 import math
-import sys
 
-from cnnlab.runtime import configure_keras
-
-# As in cnnlab.models.registry: configure Keras (PyTorch, channels_first) if nobody imported it
-# yet, and otherwise respect the caller's configuration.
-if "keras" not in sys.modules:
-    configure_keras()
-
-import keras  # noqa: E402
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
 
 DECAYS = ("cosine", "linear", "constant")
 
@@ -39,15 +32,15 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
                  decay: str = "cosine", floor: float = 0.0, name: str = "warmup_decay"):
         super().__init__()
         if decay not in DECAYS:
-            raise ValueError(f"unknown decay {decay!r}; choose one of {', '.join(DECAYS)}")
+            raise UserError(f"unknown decay {decay!r}; choose one of {', '.join(DECAYS)}")
         if not peak_learning_rate > 0:
-            raise ValueError(f"peak_learning_rate must be positive, got {peak_learning_rate}")
+            raise UserError(f"peak_learning_rate must be positive, got {peak_learning_rate}")
         if not 0 <= floor <= peak_learning_rate:
-            raise ValueError(f"floor must be in [0, peak_learning_rate], got {floor}")
+            raise UserError(f"floor must be in [0, peak_learning_rate], got {floor}")
         if int(warmup_steps) != warmup_steps or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be a whole number >= 0, got {warmup_steps}")
+            raise UserError(f"warmup_steps must be a whole number >= 0, got {warmup_steps}")
         if int(total_steps) != total_steps or total_steps < 1:
-            raise ValueError(f"total_steps must be a whole number >= 1, got {total_steps}")
+            raise UserError(f"total_steps must be a whole number >= 1, got {total_steps}")
         self.peak_learning_rate = float(peak_learning_rate)
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)

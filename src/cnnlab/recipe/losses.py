@@ -13,7 +13,7 @@ trains the same way on both backends.
 
 from __future__ import annotations
 
-import keras
+from cnnlab.backend import keras
 
 
 class _UsesLogits:

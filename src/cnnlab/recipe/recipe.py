@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from typing import Any
 
-from cnnlab.runtime import configure_keras
-
-if "keras" not in sys.modules:  # as registry.py: Keras must be configured before its import
-    configure_keras()
-
-import keras  # noqa: E402
-
-from cnnlab.models.losses import LogitAwareBinaryCrossentropy, LogitAwareCategoricalCrossentropy  # noqa: E402
-from cnnlab.training.augment import Augment  # noqa: E402
-from cnnlab.training.schedule import WarmupDecay  # noqa: E402
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
+from cnnlab.recipe.augment import Augment
+from cnnlab.recipe.losses import LogitAwareBinaryCrossentropy, LogitAwareCategoricalCrossentropy
+from cnnlab.recipe.schedule import WarmupDecay
 
 LOSSES = ("mse", "bce", "categorical_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -39,7 +33,7 @@ class Recipe:
 
     The fields after label_smoothing came after the tutorial; their defaults switch them off,
     so a tutorial recipe builds exactly the optimizer and loss it always did:
-    augment: None, or per-batch training augmentation (a cnnlab.training.augment.Augment or a
+    augment: None, or per-batch training augmentation (a cnnlab.recipe.augment.Augment or a
     dict of its fields; never applied to validation or test).
     schedule: 'constant' keeps learning_rate throughout; 'cosine' / 'linear' decay it to 0 by
     the last step. warmup_epochs: a linear ramp up to learning_rate over this many epochs
@@ -75,32 +69,32 @@ class Recipe:
         # A dict (as written in a recipe or read back from config.json) becomes an Augment.
         object.__setattr__(self, "augment", Augment.from_value(self.augment))
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise UserError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
+            raise UserError(f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}")
         if self.pixel_scale not in PIXEL_SCALES:
-            raise ValueError(f"unknown pixel_scale {self.pixel_scale!r}; choose one of {', '.join(PIXEL_SCALES)}")
+            raise UserError(f"unknown pixel_scale {self.pixel_scale!r}; choose one of {', '.join(PIXEL_SCALES)}")
         if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+            raise UserError(f"learning_rate must be positive, got {self.learning_rate}")
         for field in ("batch_size", "epochs", "input_width", "input_height"):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{field} must be a positive integer, got {value!r}")
+                raise UserError(f"{field} must be a positive integer, got {value!r}")
         if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+            raise UserError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+            raise UserError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+            raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
         # No upper bound: an --epochs override shorter than the warm-up just ends below the peak.
         if not self.warmup_epochs >= 0:
-            raise ValueError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+            raise UserError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if not 0 <= self.ema < 1:
-            raise ValueError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
+            raise UserError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+            raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
         if not isinstance(self.tta_flip, bool):
-            raise ValueError(f"tta_flip must be True or False, got {self.tta_flip!r}")
+            raise UserError(f"tta_flip must be True or False, got {self.tta_flip!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,13 +109,13 @@ class Recipe:
         """The Keras loss. Labels are 0/1 for two classes (one sigmoid unit), one-hot for more.
 
         Cross-entropies read the logits behind a sigmoid/softmax output on every backend (see
-        cnnlab.models.losses): PyTorch-Keras otherwise stops learning once the sigmoid saturates.
+        cnnlab.recipe.losses): PyTorch-Keras otherwise stops learning once the sigmoid saturates.
         """
         if self.loss == "mse":
             return keras.losses.MeanSquaredError()
         if num_classes == 2:
             if self.loss == "categorical_crossentropy":
-                raise ValueError(
+                raise UserError(
                     "two classes use one sigmoid unit: use loss 'bce' (or 'mse'), not categorical_crossentropy"
                 )
             return LogitAwareBinaryCrossentropy(label_smoothing=self.label_smoothing)
@@ -137,7 +131,7 @@ class Recipe:
         if (self.schedule == "constant" and not self.warmup_epochs) or steps_per_epoch is None:
             return self.learning_rate
         if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+            raise UserError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
         steps_per_epoch = int(steps_per_epoch)
         return WarmupDecay(self.learning_rate, warmup_steps=round(self.warmup_epochs * steps_per_epoch),
                            total_steps=self.epochs * steps_per_epoch, decay=self.schedule)

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.metrics import (
+from cnnlab.errors import UserError
+from cnnlab.metrics.core import (
     confusion_matrix,
     rank_roc_auc,
     validate_class_labels,
     validate_probability_values,
 )
+
 
 __all__ = [
     "accuracy",
@@ -45,16 +47,16 @@ def validate_multiclass_inputs(labels: Any, probabilities: Any) -> tuple[np.ndar
     """Check shape (n, N) probabilities with rows summing to 1 and labels in [0, N)."""
     probability_array = np.asarray(probabilities, dtype=np.float64)
     if probability_array.ndim != 2 or probability_array.shape[1] < 2:
-        raise ValueError(
+        raise UserError(
             "multi-class metrics need probabilities of shape (n, N) with N >= 2 columns, "
             f"got shape {probability_array.shape}"
         )
     if probability_array.shape[0] == 0:
-        raise ValueError("probabilities is empty: metrics need at least one example")
+        raise UserError("probabilities is empty: metrics need at least one example")
     num_classes = probability_array.shape[1]
     label_array = validate_class_labels(labels, num_classes)
     if label_array.shape[0] != probability_array.shape[0]:
-        raise ValueError(
+        raise UserError(
             f"labels and probabilities differ in length: {label_array.shape[0]} labels vs "
             f"{probability_array.shape[0]} probability rows"
         )
@@ -62,7 +64,7 @@ def validate_multiclass_inputs(labels: Any, probabilities: Any) -> tuple[np.ndar
     row_sums = probability_array.sum(axis=1)
     worst_row = int(np.argmax(np.abs(row_sums - 1.0)))
     if abs(row_sums[worst_row] - 1.0) > ROW_SUM_TOLERANCE:
-        raise ValueError(
+        raise UserError(
             f"each probability row must sum to 1 (softmax output); row {worst_row} sums to "
             f"{row_sums[worst_row]:g}"
         )
@@ -135,7 +137,7 @@ def top_k_accuracy(labels: Any, probabilities: Any, k: int) -> float:
     label_array, probability_array = validate_multiclass_inputs(labels, probabilities)
     num_classes = probability_array.shape[1]
     if int(k) != k or not 1 <= k <= num_classes:
-        raise ValueError(f"k must be an integer in [1, {num_classes}], got {k!r}")
+        raise UserError(f"k must be an integer in [1, {num_classes}], got {k!r}")
     ranking = np.argsort(-probability_array, axis=1, kind="stable")[:, : int(k)]
     return float(np.mean(np.any(ranking == label_array[:, None], axis=1)))
 
@@ -163,7 +165,7 @@ def multiclass_report(labels: Any, probabilities: Any, class_names: Any) -> dict
     num_classes = probability_array.shape[1]
     names = [str(name) for name in class_names]
     if len(names) != num_classes:
-        raise ValueError(
+        raise UserError(
             f"class_names has {len(names)} names but probabilities has {num_classes} columns"
         )
     per_class = precision_recall_per_class(label_array, probability_array)

@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+from cnnlab.errors import UserError
 
 FLIPS = ("none", "random", "alternating")
 PADDINGS = ("reflect", "zeros")
@@ -51,15 +52,15 @@ class Augment:
 
     def __post_init__(self) -> None:
         if self.flip not in FLIPS:
-            raise ValueError(f"unknown flip {self.flip!r}; choose one of {', '.join(FLIPS)}")
+            raise UserError(f"unknown flip {self.flip!r}; choose one of {', '.join(FLIPS)}")
         if self.padding not in PADDINGS:
-            raise ValueError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
+            raise UserError(f"unknown padding {self.padding!r}; choose one of {', '.join(PADDINGS)}")
         if not isinstance(self.translate, int) or isinstance(self.translate, bool) or self.translate < 0:
-            raise ValueError(f"translate must be a whole number of pixels >= 0, got {self.translate!r}")
+            raise UserError(f"translate must be a whole number of pixels >= 0, got {self.translate!r}")
         for name in ("brightness", "contrast", "saturation"):
             value = getattr(self, name)
             if not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+                raise UserError(f"{name} must be in [0, 1), got {value!r}")
 
     @classmethod
     def from_value(cls, value: "Augment | dict[str, Any] | None") -> "Augment | None":
@@ -69,9 +70,9 @@ class Augment:
         if isinstance(value, dict):
             unknown = set(value) - {field.name for field in dataclasses.fields(cls)}
             if unknown:
-                raise ValueError(f"unknown augmentation setting(s) {', '.join(sorted(unknown))}")
+                raise UserError(f"unknown augmentation setting(s) {', '.join(sorted(unknown))}")
             return cls(**value)
-        raise ValueError(f"augment must be None, an Augment or a dict of its fields, got {type(value).__name__}")
+        raise UserError(f"augment must be None, an Augment or a dict of its fields, got {type(value).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -85,7 +86,7 @@ class Augment:
         """
         pixels = np.asarray(pixels)
         if pixels.ndim != 4 or pixels.dtype != np.uint8:
-            raise ValueError(f"augment expects uint8 (n, height, width, channels) pixels, "
+            raise UserError(f"augment expects uint8 (n, height, width, channels) pixels, "
                              f"got {pixels.dtype} {pixels.shape}")
         out = pixels
         if self.flip != "none":
@@ -101,7 +102,7 @@ class Augment:
         if self.flip == "random":
             return generator.random(count) < 0.5
         if rows is None or len(rows) != count:
-            raise ValueError("flip='alternating' needs the images' cache rows (rows=...), one per image")
+            raise UserError("flip='alternating' needs the images' cache rows (rows=...), one per image")
         return alternating_flip_mask(np.asarray(rows), epoch, seed)
 
 
@@ -129,7 +130,7 @@ def translate(pixels: np.ndarray, generator: np.random.Generator, limit: int, pa
     `limit` on every side and crop at a random offset."""
     count, height, width = pixels.shape[:3]
     if padding == "reflect" and (limit >= height or limit >= width):
-        raise ValueError(f"reflect padding of {limit} pixels needs images larger than {limit} (got {height}x{width})")
+        raise UserError(f"reflect padding of {limit} pixels needs images larger than {limit} (got {height}x{width})")
     mode = "reflect" if padding == "reflect" else "constant"
     padded = np.pad(pixels, ((0, 0), (limit, limit), (limit, limit), (0, 0)), mode=mode)
     tops, lefts = generator.integers(0, 2 * limit + 1, size=(2, count))

@@ -1,0 +1,108 @@
+"""The one place that configures Keras: backend, image layout and precision.
+
+Keras picks its backend once, when it is first imported, from KERAS_BACKEND. cnnlab's default
+is PyTorch with channels_first images (PyTorch's convolutions are NCHW; with channels_last
+Keras transposes at every convolution, 2.2x slower: `make bench`, training_speed). Every cnnlab
+module gets Keras through this module:
+
+    from cnnlab.backend import keras
+
+The first such import configures Keras, unless the caller imported Keras before cnnlab: then
+the caller's own backend and image layout are respected, untouched. `configure_keras()` is the
+explicit call for a caller who wants to choose (a backend name, or KERAS_BACKEND and
+CNNLAB_IMAGE_FORMAT in the environment). Importing this module itself configures nothing.
+
+The memory allocator, which must be set before the process starts, is cnnlab.runtime's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from cnnlab.errors import UserError
+
+DEFAULT_BACKEND = "torch"
+# Each backend's fast layout on a CPU: PyTorch's convolutions are NCHW, TensorFlow's CPU
+# kernels NHWC. CNNLAB_IMAGE_FORMAT overrides.
+IMAGE_DATA_FORMATS = {"torch": "channels_first", "tensorflow": "channels_last", "jax": "channels_last"}
+IMAGE_FORMAT_SWITCH = "CNNLAB_IMAGE_FORMAT"
+
+_configured = False
+
+
+def configure_keras(backend: str | None = None):
+    """Choose the backend (PyTorch unless KERAS_BACKEND says otherwise) and its image layout
+    (channels_first on PyTorch, channels_last on TensorFlow and JAX); returns keras.
+
+    The backend can only be chosen before Keras is first imported in this process."""
+    global _configured
+    if backend:
+        os.environ["KERAS_BACKEND"] = backend
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
+    # TensorFlow's C++ start-up chatter hides our own messages.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    layout = os.environ.get(IMAGE_FORMAT_SWITCH) or IMAGE_DATA_FORMATS.get(keras.backend.backend(), "channels_last")
+    if layout not in ("channels_first", "channels_last"):
+        raise UserError(f"{IMAGE_FORMAT_SWITCH}={layout!r}: use channels_first or channels_last")
+    keras.config.set_image_data_format(layout)
+    _configured = True
+    return keras
+
+
+def ensure_keras():
+    """keras, configured once: by configure_keras() when cnnlab is first, else as the caller left it."""
+    global _configured
+    if not _configured:
+        if "keras" in sys.modules:
+            _configured = True  # the caller imported (and perhaps configured) Keras first: respect it
+        else:
+            configure_keras()
+    import keras
+
+    return keras
+
+
+def __getattr__(name: str):
+    # `from cnnlab.backend import keras`: the configured module, configured on first request.
+    if name == "keras":
+        return ensure_keras()
+    raise AttributeError(f"module 'cnnlab.backend' has no attribute {name!r}")
+
+
+def backend_name() -> str:
+    return ensure_keras().backend.backend()
+
+
+def channels_first() -> bool:
+    """True when images are (channels, height, width) in the current Keras configuration."""
+    return ensure_keras().config.image_data_format() == "channels_first"
+
+
+def fast_bfloat16() -> bool:
+    """True where bfloat16 arithmetic is much faster than float32 on Keras' PyTorch backend:
+    an NVIDIA GPU with bfloat16 support, or a CPU with AMX tiles (oneDNN's bfloat16 matrix
+    products ran 3.6x float32's speed: `make bench`, training_speed's matmul ceiling; without
+    AMX, bfloat16 gains little or loses)."""
+    if backend_name() != "torch":
+        return False
+    import torch
+
+    if torch.cuda.is_available():
+        return bool(torch.cuda.is_bf16_supported())
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())  # private; torch 2.13 (pinned)
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_precision(precision: str) -> str:
+    """A recipe's precision as a Keras dtype policy name: 'auto' becomes 'mixed_bfloat16' where
+    fast_bfloat16(), else 'float32'; the other values pass through."""
+    if precision == "auto":
+        return "mixed_bfloat16" if fast_bfloat16() else "float32"
+    if precision not in ("float32", "mixed_bfloat16"):
+        raise UserError(f"unknown precision {precision!r}; choose float32, mixed_bfloat16 or auto")
+    return precision
