@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 VENV_TF := .venv-tf
 
-.PHONY: setup setup-tensorflow run test test-slow test-tensorflow bench clean
+.PHONY: setup setup-tensorflow run test test-slow test-tensorflow lint bench clean
 
 # Re-install only when the dependency list changes.
 $(VENV)/.installed: pyproject.toml
@@ -36,8 +36,14 @@ run: setup
 	@test -n "$(DATA)" || { echo "make run: no data; pass DATA=/path/to/photos or set CNNLAB_DATA" >&2; exit 2; }
 	$(BIN)/cnnlab reproduce "$(DATA)" --out $(OUT) $(if $(QUICK),--quick)
 
+# The layering (pyproject.toml's import-linter contract) first: a few seconds, and it names the
+# offending import; then the suite.
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/lint-imports
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)

@@ -53,7 +53,8 @@ def timed_run(model: str, cache: str, out: Path, images: int, epochs: int, threa
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed: {result.stderr[-2000:]}")
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    from cnnlab.runs import Run
+    history = Run(out).history
     warm = history[-1]["seconds"]
     return {"epoch_seconds": [entry["seconds"] for entry in history], "images_per_second": round(images / warm, 1),
             "final_train_loss": history[-1]["train_loss"], "wall_seconds": round(time.perf_counter() - started, 1)}

@@ -39,9 +39,10 @@ from cnnlab.data.splits import SplitOptions  # noqa: E402
 from cnnlab.metrics import accuracy_at  # noqa: E402
 from cnnlab.models import get_model_spec  # noqa: E402
 from cnnlab.training.batches import keras, to_model_input  # noqa: E402
-from cnnlab.training.config import TrainConfig  # noqa: E402
-from cnnlab.training.evaluation import evaluate_run, load_trained_model, predict_probabilities  # noqa: E402
-from cnnlab.training.run_folder import read_state  # noqa: E402
+from cnnlab.runs import TrainConfig  # noqa: E402
+from cnnlab.runs import Run  # noqa: E402
+from cnnlab.training.evaluation import evaluate_run, predict_probabilities  # noqa: E402
+from cnnlab.runs.files import read_state  # noqa: E402
 from cnnlab.training.trainer import train  # noqa: E402
 
 
@@ -64,7 +65,7 @@ class TestAccuracyPerEpoch(keras.callbacks.Callback):
 
 def single_photo_latency(run: Path, photo: Path, size, fit: str, pixel_scale: str, repeats: int = 30) -> dict:
     """Seconds from a JPEG file to a probability, one photo at a time (decode + forward)."""
-    model, _ = load_trained_model(run)
+    model = Run.open(run).build_model()
     options = DecodeOptions(size[0], size[1], fit)
     timings = []
     for _ in range(repeats + 3):

@@ -84,7 +84,7 @@ def train_one(job: dict) -> dict:
     from modern_recipe import TestAccuracyPerEpoch
 
     from cnnlab.data.reader import open_cache
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runs import Run, TrainConfig
     from cnnlab.training.evaluation import evaluate_run
     from cnnlab.training.trainer import train
 
@@ -102,7 +102,7 @@ def train_one(job: dict) -> dict:
             "test_accuracy": evaluation["splits"]["test"]["accuracy_at_validation_threshold"],
             "test_roc_auc": evaluation["splits"]["test"]["roc_auc"], "best_epoch": state.get("best_epoch"),
             "test_accuracy_per_epoch": [round(a, 4) for a in scorer.history],
-            "seconds_here": round(time.perf_counter() - started, 1), "precision": json.loads((Path(job["out"]) / "config.json").read_text())["precision"]}
+            "seconds_here": round(time.perf_counter() - started, 1), "precision": Run(job["out"]).precision}
 
 
 def command_train(arguments) -> None:

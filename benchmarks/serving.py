@@ -45,7 +45,7 @@ def throwaway_run(data: Path, root: Path) -> Path:
     from cnnlab.data.cache import PrepareOptions, prepare
     from cnnlab.data.decode import DecodeOptions
     from cnnlab.data.splits import SplitOptions
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runs import TrainConfig
     from cnnlab.training.trainer import train
 
     photos = root / "photos"
@@ -142,6 +142,8 @@ def batch_throughput(run: Path, photos: list[Path], rounds: int) -> dict:
 
 
 def main() -> None:
+    from cnnlab.runs import Run
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", help="a run folder (default: train a throwaway tutorial-size conv1)")
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA", str(DEFAULT_DATA)), help="folder of photos")
@@ -159,7 +161,7 @@ def main() -> None:
         latency = http_latency(run, photos, arguments.requests)
         log(f"batch throughput on {len(photos)} photos")
         throughput = batch_throughput(run, photos, arguments.rounds)
-        config = json.loads((run / "config.json").read_text())
+        config = Run(run).config
     import keras
     import torch
 

@@ -83,7 +83,7 @@ class EpochTimer:
 
 
 def child_cnnlab(model: str, cache: str, images: int, epochs: int) -> dict:
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runs import Run, TrainConfig
     from cnnlab.training.trainer import train
 
     from cnnlab.models import get_model_spec
@@ -92,7 +92,7 @@ def child_cnnlab(model: str, cache: str, images: int, epochs: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="cnnlab-speed-") as out, open(os.devnull, "w") as quiet:
         state = train(TrainConfig(model, cache, str(Path(out) / "run"), epochs=epochs, train_limit=images,
                                   val_limit=VALIDATION_IMAGES), show_progress=False, stream=quiet, callbacks=[timer])
-        precision = json.loads((Path(out) / "run" / "config.json").read_text())["precision"]
+        precision = Run(Path(out) / "run").precision
     return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": precision,
             "micro_batch_size": timer.micro_batch_size, "trained_epochs": state["epochs_done"]}
 
@@ -107,7 +107,7 @@ def child_tutorial(model: str, cache: str, images: int, epochs: int) -> dict:
 
     from cnnlab.data.reader import open_cache
     from cnnlab.models import build_model, get_model_spec
-    from cnnlab.training.trainer import subset
+    from cnnlab.data.subset import subset
 
     data = open_cache(cache)
     recipe = get_model_spec(model).recipe

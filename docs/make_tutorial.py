@@ -96,7 +96,8 @@ def number(value, digits: int = 2) -> str:
 
 
 def tutorial_steps(tour: Tour, reproduction: Path, results: dict) -> None:
-    from cnnlab.evaluation_text import format_evaluation
+    from cnnlab.runs import Run
+    from cnnlab.training.evaluation_text import format_evaluation
 
     for title, models in TUTORIAL_STEPS.items():
         tour.heading(title)
@@ -104,7 +105,7 @@ def tutorial_steps(tour: Tour, reproduction: Path, results: dict) -> None:
         tour.add("```console", "$ cnnlab models", model_lines(tour, models), "```", "")
         for model in models:
             row, run = row_of(results, model), reproduction / "runs" / model
-            if row is None or not (run / "evaluation.json").exists():
+            if row is None or Run(run).evaluation is None:
                 tour.add(f"*{model} is not in this reproduction.*", "")
                 continue
             published = row.get("published", {})
@@ -118,7 +119,7 @@ def tutorial_steps(tour: Tour, reproduction: Path, results: dict) -> None:
                      f"{number(row['val_tutorial_best_accuracy'])}; test accuracy with the threshold chosen on "
                      f"validation {number(row['test_accuracy_at_validation_threshold'])}. The tutorial published: "
                      f"{said}.", "")
-            evaluation = json.loads((run / "evaluation.json").read_text())
+            evaluation = Run(run).evaluation
             tour.add(f"What `cnnlab evaluate {tour.shorten(str(run))}` printed (from its stored evaluation.json):", "")
             tour.add("```text", tour.shorten(format_evaluation(evaluation)), "```", "")
             tour.figure(parts.learning_curve_png(run, model, tour.figures / f"curves-{model}.png"),
@@ -230,9 +231,10 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
         tour.add("*No modern run was given (`--modern-run`); train one with `cnnlab train resnet9 --data CACHE "
                  "--out RUN`.*", "")
     else:
-        modern_config = json.loads((modern / "config.json").read_text())
-        decode = json.loads((modern / "data.json").read_text()).get("decode", {})
-        state = json.loads((modern / "state.json").read_text())
+        from cnnlab.runs import Run
+
+        modern_run = Run(modern)
+        modern_config, decode, state = modern_run.config, modern_run.data.get("decode", {}), modern_run.state
         tour.add(f"A modern run, `{tour.shorten(str(modern))}` (a `cnnlab train {modern_config['train']['model']} "
                  f"--data CACHE --out RUN` folder: {state.get('epochs_done')} epochs on "
                  f"{decode.get('width')}x{decode.get('height')} photos, {decode.get('fit')} fit), compared with the "

@@ -4,7 +4,6 @@ files a run wrote; nothing here is typed in by hand."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +36,12 @@ def worked_convolution() -> dict:
             "check": f"{float(np.sum(window * kernel)):g}"}
 
 
-def read_history(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
 def learning_curve_png(run: Path, name: str, out: Path) -> Path | None:
     from cnnlab.report.figures import learning_curves
 
-    history = read_history(run)
+    from cnnlab.runs import Run
+
+    history = Run(run).history
     if not history:
         return None
     out.write_bytes(learning_curves(name, history))
@@ -58,10 +54,10 @@ def threshold_study(run: Path, split_hash: str, out: Path) -> dict | None:
     from cnnlab.metrics import (TUTORIAL_THRESHOLDS, accuracy_at, best_accuracy_over_thresholds,
                                 choose_threshold, mean_squared_error, pearson_correlation)
     from cnnlab.report.figures import new_figure, png_bytes
-    from cnnlab.training.stored_predictions import read_predictions
+    from cnnlab.runs import Run
 
-    validation = read_predictions(run, "val", split_hash)
-    test = read_predictions(run, "test", split_hash)
+    validation = Run(run).stored_predictions("val", split_hash)
+    test = Run(run).stored_predictions("test", split_hash)
     if validation is None or test is None or validation.probabilities.ndim != 1:
         return None
     grid = np.asarray(TUTORIAL_THRESHOLDS)

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from cnnlab.training import distributed, trainer  # noqa: E402
 from cnnlab.training.batches import keras  # noqa: E402
-from cnnlab.training.config import TrainConfig  # noqa: E402
+from cnnlab.runs import TrainConfig  # noqa: E402
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from cnnlab.training.batches import CacheBatches, encode_labels
 from cnnlab.data.reader import open_cache
-from cnnlab.training import trainer, training_data
+from cnnlab.training import training_data
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train
 
 

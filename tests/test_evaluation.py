@@ -19,9 +19,10 @@ from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.reader import open_cache
 from cnnlab.data.splits import SplitOptions
 from cnnlab.models import build_model, get_model_spec
-from cnnlab.training import run_folder
-from cnnlab.training.config import TrainConfig
-from cnnlab.training.evaluation import evaluate_run, load_trained_model
+from cnnlab.runs import files as run_folder
+from cnnlab.runs import TrainConfig
+from cnnlab.training.evaluation import evaluate_run
+from training_helpers import load_trained_model
 from cnnlab.training.trainer import train
 from conftest import copy_real_photos
 

@@ -20,7 +20,7 @@ from cnnlab.explain.introspect import ExplainConfig, Explainer, explain_run
 from cnnlab.explain.model_figures import kernel_pictures
 from cnnlab.backend import keras
 from cnnlab.training.batches import to_model_input
-from cnnlab.training.evaluation import load_trained_model
+from training_helpers import load_trained_model
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train
 
 TESTS = Path(__file__).resolve().parent

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import cnnlab
-from cnnlab import cli_export
+from cnnlab.cli import export as cli_export
 from cnnlab.cli import run
 from cnnlab.data.decode import DecodeOptions, decode_file
 from cnnlab.inference import export, export_formats, savedmodel

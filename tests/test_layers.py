@@ -87,8 +87,8 @@ def test_precision_is_resolved_and_mixed_models_keep_a_float32_output():
 
 
 def test_a_run_records_its_precision_and_evaluation_rebuilds_it(cache, tiny_cache, tmp_path):
-    from cnnlab.training.config import TrainConfig
-    from cnnlab.training.evaluation import load_trained_model
+    from cnnlab.runs import TrainConfig
+    from training_helpers import load_trained_model
 
     config = TrainConfig("resnet9-tiny", str(tiny_cache), str(tmp_path / "run"), epochs=1, batch_size=8,
                          precision="mixed_bfloat16")

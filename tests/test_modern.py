@@ -14,7 +14,7 @@ from cnnlab import models
 from cnnlab.training import trainer, training_data
 from cnnlab.training.batches import CacheBatches
 from cnnlab.backend import keras
-from cnnlab.training.config import TrainConfig
+from cnnlab.runs import TrainConfig
 from cnnlab.training.evaluation import evaluate_run
 from cnnlab.recipe.schedule import WarmupDecay
 from synthetic import stripes_cache

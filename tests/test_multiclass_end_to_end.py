@@ -20,9 +20,10 @@ from cnnlab import cli
 from cnnlab.data.decode import decode_file
 from cnnlab.data.reader import open_cache
 from cnnlab.inference.export import float32_model
+from cnnlab.runs import Run
 from cnnlab.training.batches import to_model_input
-from cnnlab.training.evaluation import load_trained_model
-from cnnlab.training.stored_predictions import read_predictions
+from training_helpers import load_trained_model
+from cnnlab.runs.predictions import read_predictions
 from synthetic import SHAPES, shapes_folder
 
 PER_CLASS, SIZE, EPOCHS = 200, 32, 15
@@ -136,8 +137,8 @@ def test_onnx_export_has_one_softmax_column_per_class(trained, test_photos, tmp_
     exported = classifier.probabilities(pixels, forward=lambda inputs: session.run(None, {"pixels": inputs})[0])
     # The export computes in float32 even where the run trained in bfloat16 (modern recipe with AMX):
     # equal to the run's weights in float32, within bfloat16's rounding of the run's own answer.
-    config = json.loads((run / "config.json").read_text())
-    classifier.model = float32_model(classifier.model, config, 3)
+    config = Run.open(run).config
+    classifier.model = float32_model(classifier.model, Run.open(run))
     np.testing.assert_allclose(exported, classifier.probabilities(pixels), atol=1e-4)
     bfloat16 = config.get("precision") == "mixed_bfloat16"
     np.testing.assert_allclose(exported, cnnlab.load(run).probabilities(pixels), atol=0.05 if bfloat16 else 1e-4)

@@ -24,7 +24,8 @@ from cnnlab.inference.writers import make_writer
 from cnnlab.models import build_model
 from cnnlab.backend import keras
 from cnnlab.training.batches import to_model_input
-from cnnlab.training.evaluation import evaluate_run, load_trained_model
+from cnnlab.training.evaluation import evaluate_run
+from training_helpers import load_trained_model
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train
 
 GOOD = ("cat.1.jpg", "cat.2.jpg", "cat.10.jpg", "sub/dog.3.jpg")

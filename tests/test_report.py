@@ -23,7 +23,7 @@ from cnnlab.report import ReportConfig, build_report
 from cnnlab.report.build import render_report
 from cnnlab.report.collect import RunData
 from cnnlab.report.figures import roc_points
-from cnnlab.training.stored_predictions import predictions_path, read_predictions
+from cnnlab.runs.predictions import predictions_path, read_predictions
 from training_helpers import make_config, quiet_train
 
 SECTIONS = ("data", "results", "curves", "roc", "cost", "confusion", "wrong", "filters", "notes")
@@ -153,7 +153,8 @@ def test_data_section_lists_classes_and_skipped_files(report, survey_file):
 
 def test_stored_predictions_are_the_models_and_go_stale_with_new_weights(runs, tiny_cache):
     from cnnlab.data.reader import open_cache
-    from cnnlab.training.evaluation import load_trained_model, predict_probabilities
+    from cnnlab.training.evaluation import predict_probabilities
+    from training_helpers import load_trained_model
 
     conv1, mlp = runs
     assert predictions_path(conv1, "val").exists() and predictions_path(conv1, "test").exists()

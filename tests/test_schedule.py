@@ -17,8 +17,9 @@ from cnnlab.data.reader import open_cache
 from cnnlab.models.modern import build_resnet9
 from cnnlab.training.batches import CacheBatches
 from cnnlab.backend import keras
-from cnnlab.training.config import TrainConfig
-from cnnlab.training.evaluation import load_trained_model, predict_probabilities
+from cnnlab.runs import TrainConfig
+from cnnlab.training.evaluation import predict_probabilities
+from training_helpers import load_trained_model
 from cnnlab.recipe.schedule import WarmupDecay
 from cnnlab.training.trainer import EpochCommit, train
 from synthetic import stripes_cache

@@ -10,7 +10,7 @@ import pytest
 
 from cnnlab import models
 from cnnlab.backend import keras
-from cnnlab.training.config import TrainConfig
+from cnnlab.runs import TrainConfig
 from cnnlab.training.train_step import automatic_micro_batch_size
 from cnnlab.training.trainer import train
 from synthetic import stripes_cache

@@ -24,8 +24,8 @@ import pytest
 from cnnlab import cli
 from cnnlab.models import model_names
 from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, REEXEC_MARKER
-from cnnlab.training.config import TrainConfig
-from cnnlab.training.evaluation import load_trained_model
+from cnnlab.runs import TrainConfig
+from training_helpers import load_trained_model
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.trainer import EpochCommit, train
 from training_helpers import EPOCHS, HEIGHT, WIDTH, make_config, quiet_train

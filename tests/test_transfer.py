@@ -96,8 +96,8 @@ def test_training_starts_from_the_given_file_and_records_it(shared_photos, tmp_p
     from cnnlab.data.cache import PrepareOptions, prepare
     from cnnlab.data.decode import DecodeOptions
     from cnnlab.data.splits import SplitOptions
-    from cnnlab.training.config import TrainConfig
-    from cnnlab.training.evaluation import load_trained_model
+    from cnnlab.runs import TrainConfig
+    from training_helpers import load_trained_model
 
     photos = copy_real_photos(shared_photos, tmp_path / "photos", 8)
     prepare(photos, tmp_path / "cache", PrepareOptions(DecodeOptions(SIZE, SIZE, "crop"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cnnlab.training.config import TrainConfig
+from cnnlab.runs import Run, TrainConfig
 from cnnlab.training.trainer import train
 
 EPOCHS = 6
@@ -17,6 +17,12 @@ def make_config(cache_dir, out, **overrides) -> TrainConfig:
                     learning_rate=1e-3, pixel_scale="unit", seed=0)
     settings.update(overrides)
     return TrainConfig(**settings)
+
+
+def load_trained_model(run, weights: str = "best"):
+    """(model with the run's weights, the run's configuration), as tests compare them."""
+    opened = Run.open(run)
+    return opened.build_model(weights), opened.config
 
 
 def quiet_train(config: TrainConfig, **keywords) -> tuple[dict, str]:

@@ -4,7 +4,7 @@
 it is imported on first use, so `import cnnlab` stays light (no Keras).
 """
 
-__version__ = "0.1.0"
+from cnnlab.version import __version__  # noqa: F401
 
 _LAZY = ("load", "Classifier", "Prediction")
 

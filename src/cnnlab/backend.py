@@ -2,7 +2,8 @@
 
 Keras picks its backend once, when it is first imported, from KERAS_BACKEND. cnnlab's default
 is PyTorch with channels_first images (PyTorch's convolutions are NCHW; with channels_last
-Keras transposes at every convolution, 2.2x slower: `make bench`, training_speed). Every cnnlab
+Keras transposes at every convolution, 2.2x slower: benchmarks/training_speed.py with
+CNNLAB_IMAGE_FORMAT=channels_last against the default). Every cnnlab
 module gets Keras through this module:
 
     from cnnlab.backend import keras

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import platform
 
-from cnnlab import __version__
 from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, allocator_is_tuned
+from cnnlab.version import __version__
 
 
 def library_versions() -> dict:
@@ -31,10 +31,9 @@ def runtime_info(load_backend: bool = True) -> dict:
         "allocator_environment": {name: os.environ.get(name) for name in ALLOCATOR_ENVIRONMENT},
     }
     if load_backend:
-        from cnnlab.backend import configure_keras
+        from cnnlab.backend import ensure_keras
 
-        configure_keras()
-        import keras
+        keras = ensure_keras()
 
         info["backend"] = keras.backend.backend()
         info["image_data_format"] = keras.config.image_data_format()

@@ -12,16 +12,17 @@ from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
 
 def run_baseline(name: str, cache: Cache) -> dict:
     """Train a baseline on the cache's training split; report val (and test) like evaluate_run."""
-    from cnnlab.models import make_baseline
-
     from threadpoolctl import threadpool_limits
+
+    from cnnlab.models import make_baseline
 
     baseline = make_baseline(name)
     train_rows = cache.indices("train")
     started = time.perf_counter()
     # Baselines need their training pixels at once; uint8 keeps that to 35 KB per photo.
     # One OpenMP thread: with PyTorch's OpenMP runtime loaded in the same process,
-    # scikit-learn's threads spin against it (measured: 44 s instead of 1.1 s for 64 photos).
+    # scikit-learn's threads spin against it (44 s instead of 1.1 s for 64
+    # photos; the pixel-trees row's training seconds in `cnnlab reproduce --quick` show it).
     with threadpool_limits(limits=1, user_api="openmp"):
         baseline.fit(np.asarray(cache.images[train_rows]), cache.labels[train_rows])
     seconds = time.perf_counter() - started

@@ -1,6 +1,6 @@
 """`cnnlab compare`: evaluated runs and reproductions side by side, tutorial figures beside ours.
 
-Reads only what is saved (evaluation.json, config.json, a reproduction's results.json): it
+Reads only what is saved (a run's evaluation and configuration, a reproduction's results): it
 never trains or evaluates, so comparing is instant and cannot change a run.
 """
 
@@ -8,42 +8,41 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.report.results_table import markdown_table, reading, table_rows
-from cnnlab.training import run_folder as folder
 from cnnlab.errors import UserError
+from cnnlab.experiments.reproduce import read_results
+from cnnlab.report.results_table import markdown_table, reading, table_rows
+from cnnlab.runs import Run
 
 
-def _run_result(run: Path) -> dict:
-    evaluation_file = run / "evaluation.json"
-    if not evaluation_file.exists():
-        raise UserError(f"{run}: not evaluated yet; run `cnnlab evaluate {run}` first")
-    result = folder.read_json(evaluation_file)
-    config = folder.read_json(run / "config.json")
-    result.setdefault("family", config.get("model_family", "tutorial"))
-    result["run"] = str(run)
-    weights = run / "best.weights.h5"
-    result["model_file_megabytes"] = round(weights.stat().st_size / 1e6, 2) if weights.exists() else None
+def _run_result(run: Run) -> dict:
+    result = run.evaluation
+    if result is None:
+        raise UserError(f"{run.path}: not evaluated yet; run `cnnlab evaluate {run.path}` first")
+    result.setdefault("family", run.family)
+    result["run"] = str(run.path)
+    result["model_file_megabytes"] = run.weights_megabytes(digits=2)
     return result
 
 
 def collect(paths: list[str]) -> list[dict]:
-    """One row per run: a run folder gives its row, a reproduction folder (results.json) all of
-    its rows; rows keep the order of `paths`."""
+    """One row per run: a run folder gives its row, a reproduction folder all of its rows;
+    rows keep the order of `paths`."""
     rows = []
     for text in paths:
         path = Path(text)
-        if (path / "results.json").exists() and not (path / "config.json").exists():
-            results = folder.read_json(path / "results.json")
+        results = read_results(path) if not Run.is_run(path) else None
+        if results is not None:
             rows.extend({**row, "run": str(path / "runs" / row["model"]), "split_hash": results.get("split_hash")}
                         for row in results["rows"])
-        elif (path / "config.json").exists():
-            result = _run_result(path)
+        elif Run.is_run(path):
+            run = Run.open(path)
+            result = _run_result(run)
             row = table_rows([result])[0]
             row.update(run=result["run"], model_file_megabytes=result["model_file_megabytes"],
-                       split_hash=folder.read_json(path / "data.json").get("split_hash"))
+                       split_hash=run.split_hash)
             rows.append(row)
         else:
-            raise UserError(f"{path}: neither a run folder (config.json) nor a reproduction (results.json)")
+            raise UserError(f"{path}: neither a run folder (`cnnlab train`) nor a reproduction (`cnnlab reproduce`)")
     if not rows:
         raise UserError("nothing to compare: name run folders or reproduction folders")
     _label_duplicates(rows)

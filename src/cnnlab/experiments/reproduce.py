@@ -19,9 +19,10 @@ from cnnlab.data.cache import PrepareOptions, prepare
 from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.splits import SplitOptions
 from cnnlab.data.survey import survey
-from cnnlab.progress import format_duration
-from cnnlab.training import run_folder as folder
 from cnnlab.errors import UserError
+from cnnlab.progress import format_duration
+from cnnlab.runs import Run
+from cnnlab.runs.files import read_json, write_json
 
 TUTORIAL_MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512")
 # Trained after the tutorial's models on the same photos, to show the gap beside them.
@@ -59,6 +60,23 @@ class ReproduceConfig:
         )
 
 
+RESULTS = "results.json"  # a reproduction's summary, this module's own file
+
+
+def read_results(folder: str | Path) -> dict | None:
+    """A reproduction's results.json, or None when `folder` holds none."""
+    path = Path(folder) / RESULTS
+    if not path.is_file():
+        return None
+    try:
+        results = read_json(path)
+    except (OSError, ValueError):
+        raise UserError(f"{path}: not readable JSON; run `cnnlab reproduce` again to rewrite it") from None
+    if not isinstance(results, dict) or not isinstance(results.get("rows"), list):
+        raise UserError(f"{path}: not a reproduction's results (no rows); run `cnnlab reproduce` again")
+    return results
+
+
 def _comparable(settings: dict) -> dict:
     """The settings a rerun must share with the first run. The modern models have their own run
     folders and caches: adding or dropping one never invalidates the tutorial's runs."""
@@ -88,12 +106,12 @@ def _work(model: str, epochs: int, images: int) -> float:
 
 
 def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) -> dict:
+    from cnnlab.data.reader import open_cache
     from cnnlab.experiments.baseline_runner import run_baseline
+    from cnnlab.models import get_model_spec
     from cnnlab.published import PUBLISHED
     from cnnlab.report.results_table import reading, table_rows
-    from cnnlab.data.reader import open_cache
-    from cnnlab.models import get_model_spec
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runs import TrainConfig
     from cnnlab.training.evaluation import evaluate_run
     from cnnlab.training.trainer import train
 
@@ -103,16 +121,16 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     out.mkdir(parents=True, exist_ok=True)
     previous = out / "reproduce-config.json"
     settings = {key: value for key, value in asdict(config).items() if key not in ("notes", "workers")}
-    if previous.exists() and _comparable(folder.read_json(previous)) != _comparable(json.loads(json.dumps(settings))):
+    if previous.exists() and _comparable(read_json(previous)) != _comparable(json.loads(json.dumps(settings))):
         raise UserError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
-    folder.write_json(previous, settings)
+    write_json(previous, settings)
     started = time.perf_counter()
     label = "QUICK (fewer images and epochs; not comparable to the tutorial)" if config.quick else "full"
     _log(f"reproduce ({label}) -> {out}", stream)
 
     _log("[1] survey", stream)
     survey_report = survey(config.data)
-    folder.write_json(out / "survey.json", survey_report)
+    write_json(out / "survey.json", survey_report)
     top = survey_report["top_shapes"][:3]
     _log(f"    {survey_report['images']} photos {survey_report['per_class']}; top shapes "
          + ", ".join(f"{s['width']}x{s['height']} ({s['count']})" for s in top), stream)
@@ -137,7 +155,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     results = []
     for index, (model, epochs) in enumerate(plan, start=1):
         run = out / "runs" / model
-        state = folder.read_state(run)
+        state = Run(run).state
         _log(f"[3.{index}] train {model} ({epochs} epochs, recipe {get_model_spec(model).recipe.to_dict()['loss']}, "
              f"lr {get_model_spec(model).recipe.learning_rate:g})"
              + (" - resuming" if state and not state.get("finished") else " - done before, reused" if state else ""), stream)
@@ -160,12 +178,12 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     for name in config.baselines:
         path = out / "baselines" / f"{name}.json"
         if path.exists():
-            result = folder.read_json(path)
+            result = read_json(path)
         else:
             _log(f"[4] baseline {name}", stream)
             result = run_baseline(name, cache)
             path.parent.mkdir(exist_ok=True)
-            folder.write_json(path, result)
+            write_json(path, result)
         results.append(result)
 
     rows = table_rows(results)
@@ -179,7 +197,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         "published": PUBLISHED,
         "rows": rows,
     }
-    folder.write_json(out / "results.json", summary)
+    write_json(out / RESULTS, summary)
     (out / "results.md").write_text(_markdown(summary, rows, reading(rows), config.quick))
     _write_report(out, [model for model, _ in plan], results, config.quick, stream)
     _log(f"done in {format_duration(summary['wall_seconds'])}: {out / 'results.md'}", stream)

@@ -9,6 +9,7 @@ We do the same, so a kernel here means exactly what it would mean as a layer's w
 from __future__ import annotations
 
 import numpy as np
+
 from cnnlab.errors import UserError
 
 PADDINGS = ("valid", "same")

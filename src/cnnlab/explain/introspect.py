@@ -22,11 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.decode import DecodeOptions, decode_file
-from cnnlab.explain import saliency
 from cnnlab.backend import keras
-from cnnlab.training import run_folder as folder
+from cnnlab.data.decode import decode_file
 from cnnlab.errors import UserError
+from cnnlab.explain import saliency
+from cnnlab.recipe.pixels import to_model_input
+from cnnlab.runs import Run
 
 DEFAULT_CHANNELS = 16
 NO_CONVOLUTIONS = ("{model} has no convolutional layers: kernels.png, feature maps and Grad-CAM need conv layers; "
@@ -80,8 +81,6 @@ class Explainer:
 
     def explain(self, pixels: np.ndarray, pixel_scale: str) -> PhotoExplanation:
         """pixels: one decoded (height, width, 3) uint8 photo, scaled and laid out as in training."""
-        from cnnlab.recipe.pixels import to_model_input
-
         model_input = to_model_input(pixels[None], pixel_scale)
 
         def score(outputs):
@@ -118,26 +117,6 @@ def _channels_first(values: np.ndarray, axis: int) -> np.ndarray:
     return values if axis == 1 else np.moveaxis(values, -1, 0)
 
 
-def run_preprocessing(run: Path, config: dict) -> tuple[DecodeOptions, str]:
-    """How the run's photos were decoded (RUN/data.json) and scaled (the recipe's pixel_scale)."""
-    recipe = config["recipe"]
-    try:
-        decode = folder.read_json(run / "data.json").get("decode")
-    except (OSError, ValueError):
-        decode = None
-    if decode:
-        options = DecodeOptions(int(decode["width"]), int(decode["height"]), decode.get("fit", "stretch"),
-                                bool(decode.get("draft", True)))
-    else:  # a run folder without its data record: the recipe's size, which the model was built for
-        options = DecodeOptions(int(recipe["input_width"]), int(recipe["input_height"]), recipe.get("fit", "stretch"))
-    shape = config["input_shape"]
-    height, width = shape[1:3] if config.get("image_data_format", "channels_first") == "channels_first" else shape[0:2]
-    if (options.width, options.height) != (width, height):
-        raise UserError(f"{run}: data.json decodes photos to {options.width}x{options.height} but the model takes "
-                         f"{width}x{height}; the run folder is inconsistent")
-    return options, recipe["pixel_scale"]
-
-
 def file_stems(paths) -> list[str]:
     """A file-safe, unique name per photo for its output files (cat.1.jpg -> 'cat.1')."""
     stems, used = [], set()
@@ -164,12 +143,12 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
     Bad photos are skipped and listed (ValueError, writing nothing, when no photo is usable).
     """
     from cnnlab.explain import model_figures as figures
-    from cnnlab.training.evaluation import load_trained_model
 
-    run = Path(config.run)
-    model, run_config = load_trained_model(run)  # ValueError naming the run when it is not one
-    classes = folder.read_json(run / "classes.json")
-    options, pixel_scale = run_preprocessing(run, run_config)
+    run = Run.open(config.run)  # UserError naming the run when it is not one
+    preprocessing = run.preprocessing()
+    model = run.build_model()
+    classes = run.classes
+    options, pixel_scale = preprocessing.decode, preprocessing.pixel_scale
     photos, skipped = [], []
     for path in config.images:
         pixels, _, reason = decode_file(str(path), options)
@@ -219,7 +198,7 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
 
     summary = out / "explain.json"
     summary.write_text(json.dumps({
-        "run": str(run), "model": model.name, "classes": classes, "backend": keras.backend.backend(),
+        "run": str(run.path), "model": model.name, "classes": classes, "backend": keras.backend.backend(),
         "input": {"width": options.width, "height": options.height, "fit": options.fit, "draft": options.draft,
                   "pixel_scale": pixel_scale},
         "decision": "the larger probability (P >= 0.5 for one sigmoid unit)",

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from cnnlab.errors import UserError
 
 MAX_COLUMNS = 8  # feature maps per row

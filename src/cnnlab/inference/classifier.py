@@ -2,9 +2,9 @@
 
 The run's registered architecture is rebuilt and only its weights are loaded (no code from a
 file). Photos get the run's own preprocessing: decoded as its cache was (size, fit, JPEG draft
-from RUN/data.json), scaled as its recipe says, and mirrored and averaged when the recipe
+from the run's data record), scaled as its recipe says, and mirrored and averaged when the recipe
 evaluates with test-time flips. Two-class runs decide with the threshold chosen on validation
-(RUN/evaluation.json), the same rule as `cnnlab evaluate`: class 1 when P(class 1) > threshold.
+(the run's evaluation), the same rule as `cnnlab evaluate`: class 1 when P(class 1) > threshold.
 Runs with more classes take the most probable class.
 
 Photos stream in batches: a batch is decoded, predicted and handed on before the next one is
@@ -22,15 +22,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from cnnlab.data.decode import DecodeOptions, fit_image, to_rgb, decode_file
-from cnnlab.errors import UserError
-from cnnlab.inference.inputs import Source, check_run_folder, expand_paths
-from cnnlab.training import run_folder as folder
-from cnnlab.recipe.pixels import to_model_input, width_axis
 from cnnlab.backend import keras
+from cnnlab.data.decode import DecodeOptions, decode_file, fit_image, to_rgb
+from cnnlab.errors import UserError
+from cnnlab.inference.inputs import Source, expand_paths
+from cnnlab.recipe.pixels import to_model_input, width_axis
+from cnnlab.runs import Run
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_THRESHOLD = 0.5
+NOT_FINITE = "the model's output for this photo is not a number (NaN or infinite); the run may have diverged"
 NOT_EVALUATED = ("{run} has no validation threshold (never evaluated, or no validation split); using 0.5. "
                  "Run `cnnlab evaluate {run}` to choose one on validation")
 
@@ -49,25 +50,23 @@ class Prediction:
         return self.error is None
 
 
-def resolve_threshold(run: Path, classes: list[str], override: float | None) -> tuple[float | None, str, list[str]]:
+def resolve_threshold(run: Run | Path, classes: list[str], override: float | None) -> tuple[float | None, str, list[str]]:
     """(threshold, where it came from, notes). None for more than two classes (argmax decides)."""
+    run = run if isinstance(run, Run) else Run(run)
     if override is not None:
         if isinstance(override, bool) or not isinstance(override, (int, float)) or not math.isfinite(override) \
                 or not 0.0 <= override <= 1.0:
             raise UserError(f"--threshold must be a probability between 0 and 1, got {override!r}")
         if len(classes) != 2:
-            raise UserError(f"--threshold applies to two-class runs; {run} has {len(classes)} classes "
+            raise UserError(f"--threshold applies to two-class runs; {run.path} has {len(classes)} classes "
                              "and predicts the most probable one")
         return float(override), "override", []
     if len(classes) != 2:
         return None, "argmax", []
-    try:
-        threshold = folder.read_json(run / "evaluation.json").get("validation_threshold")
-    except (OSError, ValueError, AttributeError):
-        threshold = None
+    threshold = run.validation_threshold
     if threshold is None:
-        return DEFAULT_THRESHOLD, "default", [NOT_EVALUATED.format(run=run)]
-    return float(threshold), "validation", []
+        return DEFAULT_THRESHOLD, "default", [NOT_EVALUATED.format(run=run.path)]
+    return threshold, "validation", []
 
 
 def _no_gradient():
@@ -198,6 +197,10 @@ class Classifier:
                     batch.append(Prediction(None, {}, path, error))
                     continue
                 probabilities = next(rows)
+                if not np.isfinite(probabilities).all():
+                    # Never a label from NaN: np.argmax and "> threshold" would quietly pick class 0.
+                    batch.append(Prediction(None, {}, path, NOT_FINITE))
+                    continue
                 batch.append(Prediction(self.classes[self.decide(probabilities)],
                                         {name: float(value) for name, value in zip(self.classes, probabilities)},
                                         path))
@@ -225,14 +228,9 @@ def load(run: str | os.PathLike, threshold: float | None = None, weights: str = 
 
     threshold overrides the validation-chosen one (two-class runs only).
     """
-    from cnnlab.explain.introspect import run_preprocessing
-    from cnnlab.training.evaluation import load_trained_model
-
-    run = check_run_folder(run)
-    model, config = load_trained_model(run, weights)
-    classes = folder.read_json(run / "classes.json")
-    options, pixel_scale = run_preprocessing(run, config)
-    chosen, source, notes = resolve_threshold(run, classes, threshold)
-    return Classifier(model, classes, options, pixel_scale, chosen,
-                      tta_flip=bool(config["recipe"].get("tta_flip", False)), run=str(run),
-                      threshold_source=source, notes=notes)
+    run = Run.open(run)
+    preprocessing = run.preprocessing()
+    chosen, source, notes = resolve_threshold(run, run.classes, threshold)
+    model = run.build_model(weights)
+    return Classifier(model, run.classes, preprocessing.decode, preprocessing.pixel_scale, chosen,
+                      tta_flip=preprocessing.tta_flip, run=str(run.path), threshold_source=source, notes=notes)

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab import __version__
 from cnnlab.data.decode import decode_file
+from cnnlab.errors import UserError
 from cnnlab.inference import export_formats as formats
 from cnnlab.inference.export_formats import INPUT_NAME, OUTPUT_NAME
-from cnnlab.inference.inputs import check_run_folder, expand_paths
-from cnnlab.training import run_folder as folder
-from cnnlab.errors import UserError
+from cnnlab.inference.inputs import expand_paths
+from cnnlab.runs import Run
+from cnnlab.runs.files import write_json
+from cnnlab.version import __version__
 
 FORMATS = ("onnx", "keras", "savedmodel")
 DEFAULT_TOLERANCE = 1e-4
@@ -101,27 +102,26 @@ def export_metadata(classifier, config: dict) -> dict:
 
 # ---- parity photos ------------------------------------------------------------------------------
 
-def cache_photo_paths(run: Path) -> list[str]:
+def cache_photo_paths(run: Run) -> list[str]:
     """Photos listed in the run's cache, validation first, then test, then training."""
     from cnnlab.data.reader import open_cache
 
     try:
-        cache_dir = folder.read_json(run / "data.json")["cache"]
-        cache = open_cache(cache_dir)
+        cache = open_cache(run.cache_path)
     except (OSError, ValueError, KeyError, TypeError):
         return []
     rows = [row for split in ("val", "test", "train") for row in cache.indices(split)]
     return cache.paths(rows)
 
 
-def parity_pixels(classifier, run: Path, photos: tuple[str, ...], count: int) -> np.ndarray:
+def parity_pixels(classifier, run: Run, photos: tuple[str, ...], count: int) -> np.ndarray:
     """Up to `count` real photos decoded as the run's data was; ValueError when there are none."""
     if photos:
         candidates = [source.path for source in expand_paths(photos) if source.problem is None]
         where = f"--photos {' '.join(photos)}"
     else:
         candidates = cache_photo_paths(run)
-        where = f"the photos listed in {run}'s cache (RUN/data.json)"
+        where = f"the photos listed in {run.path}'s cache"
     pixels = []
     for path in candidates:
         decoded, _, reason = decode_file(path, classifier.options)
@@ -181,7 +181,7 @@ def export_run(config: ExportConfig) -> ExportResult:
     """Export config.run to config.out in config.format, checked on real photos first."""
     from cnnlab.inference.classifier import load
 
-    run = check_run_folder(config.run)
+    run = Run.open(config.run)
     out = Path(config.out)
     if not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
@@ -190,10 +190,9 @@ def export_run(config: ExportConfig) -> ExportResult:
         from cnnlab.inference.savedmodel import check_tensorflow
 
         check_tensorflow()  # before any loading: the one-line install hint comes first
-    classifier = load(run)
-    run_config = folder.read_json(run / "config.json")
-    classifier.model = float32_model(classifier.model, run_config, len(classifier.classes))
-    metadata = export_metadata(classifier, run_config)
+    classifier = load(run.path)
+    classifier.model = float32_model(classifier.model, run)
+    metadata = export_metadata(classifier, run.config)
     pixels = parity_pixels(classifier, run, config.photos, config.parity_photos)
     temporary = _temporary(out)
     try:
@@ -206,30 +205,26 @@ def export_run(config: ExportConfig) -> ExportResult:
         else:
             from cnnlab.inference.savedmodel import export_savedmodel
 
-            forward = export_savedmodel(run, temporary, metadata, to_model_inputs(classifier, pixels))
+            forward = export_savedmodel(run.path, temporary, metadata, to_model_inputs(classifier, pixels))
         difference = check_parity(classifier, forward, pixels, config.tolerance, config.format)
         _remove(out)
         os.replace(temporary, out)
     finally:
         _remove(temporary)
     sidecar = sidecar_path(out)
-    folder.write_json(sidecar, metadata)
+    write_json(sidecar, metadata)
     return ExportResult(out, sidecar, config.format, len(pixels), difference, metadata)
 
 
-def float32_model(model, config: dict, num_classes: int):
+def float32_model(model, run: Run):
     """The model itself when it computes in float32, else a float32 copy with its weights.
 
     A run trained in mixed_bfloat16 (the modern recipe on CPUs with AMX, and on GPUs) keeps float32
     weights but computes in bfloat16, and ONNX Runtime's CPU kernels have no bfloat16 convolution.
     Every format gets the float32 copy, and the parity check compares the export with that copy."""
-    if config.get("precision", "float32") == "float32":
+    if run.precision == "float32":
         return model
-    from cnnlab.models import build_model
-
-    copy = build_model(config["train"]["model"], tuple(config["input_shape"]), num_classes, precision="float32")
-    copy.set_weights(model.get_weights())
-    return copy
+    return run.build_model(precision="float32")
 
 
 def to_model_inputs(classifier, pixels: np.ndarray) -> list[np.ndarray]:

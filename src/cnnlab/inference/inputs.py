@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.data.labels import IMAGE_EXTENSIONS, walk_images, natural_key
-from cnnlab.errors import UserError
 
 GLOB_CHARACTERS = frozenset("*?[")
 
@@ -64,12 +63,3 @@ def expand_paths(arguments) -> list[Source]:
         else:
             add(argument, "no such file or folder")
     return sources
-
-
-def check_run_folder(run: str | os.PathLike) -> Path:
-    """Fail fast (before Keras is imported) when RUN is not a run folder."""
-    run = Path(run)
-    if not (run / "config.json").is_file():
-        what = "does not exist" if not run.exists() else "is not a run folder (no config.json)"
-        raise UserError(f"{run} {what}; pass a folder written by `cnnlab train`")
-    return run

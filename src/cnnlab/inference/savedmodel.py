@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from cnnlab.errors import UserError
 
 TENSORFLOW_PYTHON = "CNNLAB_TENSORFLOW_PYTHON"
@@ -90,10 +91,11 @@ def _child(run: str, out: str, metadata_file: str, inputs_file: str, outputs_fil
     import tensorflow as tf
 
     from cnnlab.backend import keras
-    from cnnlab.training.evaluation import load_trained_model
+    from cnnlab.runs import Run
 
-    model, config = load_trained_model(run)
-    signature = [keras.InputSpec(shape=(None, *config["input_shape"]), dtype="float32", name="pixels")]
+    run_folder = Run.open(run)
+    model = run_folder.build_model()
+    signature = [keras.InputSpec(shape=(None, *run_folder.config["input_shape"]), dtype="float32", name="pixels")]
     model.export(out, format="tf_saved_model", input_signature=signature, verbose=False)
     assets = Path(out) / "assets"
     assets.mkdir(exist_ok=True)

@@ -18,6 +18,7 @@ from cnnlab.metrics.core import (
     validate_binary_inputs,
 )
 
+
 def mean_squared_error(labels: Any, probabilities: Any) -> float:
     """Mean of (label - probability)^2, the tutorial's first metric (a Brier score)."""
     label_array, probability_array = validate_binary_inputs(labels, probabilities)
@@ -122,8 +123,8 @@ def choose_threshold(labels: Any, probabilities: Any, rule: str = "one_standard_
     0 and 1 added as ends, so "all class 1" and "all class 0" are reachable).
     rule 'max': the candidate with the highest accuracy; ties go to the one closest to 0.5,
     then to the smaller one. It overfits a small validation set: the exact maximum over
-    hundreds of cut points is partly noise (measured: a resnet9 seed lost 2.7 test points to a
-    threshold of 500 validation photos picked this way).
+    hundreds of cut points is partly noise (benchmarks/modern_recipe.py, per seed: a resnet9 seed
+    lost 2.7 test points to a threshold of 500 validation photos picked this way).
     rule 'one_standard_error' (default; Breiman's one-standard-error rule): of the candidates
     whose accuracy is within one binomial standard error sqrt(a(1 - a) / n) of the best a, the
     one closest to 0.5 (then the smaller). A threshold moves away from 0.5 only when the

@@ -25,7 +25,6 @@ from cnnlab.metrics.core import (
     validate_probability_values,
 )
 
-
 __all__ = [
     "accuracy",
     "balanced_accuracy",

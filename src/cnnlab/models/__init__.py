@@ -6,9 +6,12 @@ baselines load lazily (`cnnlab.models.BASELINES`, `cnnlab.models.make_baseline`)
 users skip sklearn.
 """
 
+# Registration order is the listing order (`cnnlab models`): the tutorial's models first.
+# isort: off
 from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
 from cnnlab.models import modern  # noqa: F401  (registers the modern models, after the tutorial's)
 from cnnlab.models import transfer  # noqa: F401  (registers the transfer-learning model)
+# isort: on
 from cnnlab.models.flops import FLOP_COUNTERS, forward_flops, layer_flops
 from cnnlab.models.registry import (
     FAMILIES,

@@ -17,13 +17,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
-from cnnlab.errors import UserError
 
 # scikit-learn's HistGradientBoostingClassifier rather than XGBoost, which the tutorial used:
 # scikit-learn is already a pinned dependency (for reference metrics), is well maintained and
 # has wheels everywhere, and its histogram boosting is the same algorithm family (LightGBM-
 # style), so "boosted trees on pixels" is reproduced without another multi-MB native package.
 from sklearn.ensemble import HistGradientBoostingClassifier
+
+from cnnlab.errors import UserError
 
 
 class Baseline(Protocol):
@@ -128,8 +129,8 @@ class PixelBoostedTreesBaseline(_ClassifierBase):
     before the trees see them. Full resolution would give 35k features and 16x the training
     time for a model the tutorial already reports as worse than the MLP; trees split on single
     pixels, so averaging neighbours loses little for them and keeps 4,096 photos under a
-    minute on two cores (measured here: 28 s, 100 iterations, on 4,096 random 125 x 94
-    photos). block=1 keeps every pixel.
+    minute on two cores (28 s, 100 iterations, on 4,096 random 125 x 94 photos; the pixel-trees
+    row of `cnnlab reproduce` reports its training seconds on the real ones). block=1 keeps every pixel.
     """
 
     def __init__(self, block: int = 4, max_iter: int = 100, learning_rate: float = 0.1,

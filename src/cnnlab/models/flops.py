@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from cnnlab.backend import keras
 
+
 def _elements(shape: Sequence[int | None]) -> int:
     return math.prod(int(size) for size in shape[1:])  # drop the batch axis
 

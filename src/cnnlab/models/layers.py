@@ -19,7 +19,7 @@ keeps its tensors NCHW. Neither layer changes what the model computes:
 
 from __future__ import annotations
 
-import keras
+from cnnlab.backend import keras
 
 
 def _torch_fast_path(inputs, axis) -> bool:

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cnnlab.backend import keras
 from cnnlab.models.layers import ChannelsLastMemory, FastBatchNormalization
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
-from cnnlab.backend import keras
 from cnnlab.recipe.augment import Augment
 
 

@@ -21,7 +21,6 @@ from cnnlab.errors import UserError
 from cnnlab.models.flops import forward_flops
 from cnnlab.recipe import FAMILIES, Recipe
 
-
 ModelBuilder = Callable[[tuple[int, ...], int], keras.Model]
 
 

@@ -22,10 +22,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from cnnlab.models.modern import MODERN_AUGMENT
-from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 from cnnlab.backend import keras
 from cnnlab.errors import UserError
+from cnnlab.models.modern import MODERN_AUGMENT
+from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 
 BACKBONE_LAYER = "backbone"
 

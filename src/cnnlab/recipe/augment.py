@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any
 
 import numpy as np
+
 from cnnlab.errors import UserError
 
 FLIPS = ("none", "random", "alternating")

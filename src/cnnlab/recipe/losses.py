@@ -5,8 +5,9 @@ Keras' sigmoid and softmax activations attach their input logits to the output t
 compute the loss from the logits, which is exact and keeps a gradient when the sigmoid
 saturates. The PyTorch backend ignores them: it clips the probability to [1e-7, 1 - 1e-7] and
 the clip's gradient is zero. The tutorial feeds raw 0-255 pixels, which saturates the sigmoid
-of a freshly initialised conv1 or conv2 at once (measured here: outputs of exactly 0.0 or 1.0,
-loss 8.06 = -ln(1e-7) / 2, and not one weight changed by a training step on PyTorch). These
+of a freshly initialised conv1 or conv2 at once (outputs of exactly 0.0 or 1.0, loss 8.06 =
+-ln(1e-7) / 2, and not one weight changed by a training step on PyTorch; tests/test_models.py,
+test_conv1_learns_from_raw_pixels_although_its_sigmoid_starts_saturated, checks the cure). These
 losses use the logits whenever the backend kept them, as TensorFlow does, so a tutorial model
 trains the same way on both backends.
 """

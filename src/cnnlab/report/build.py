@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab import __version__
 from cnnlab.data.cache_io import replace_atomically
+from cnnlab.errors import UserError
 from cnnlab.report import figures, html, photos
 from cnnlab.report.collect import SPLIT, SPLIT_LABEL, RunData, load_runs, open_cache_quietly, read_survey
 from cnnlab.report.tables import metrics_section_body, per_class_table
-from cnnlab.errors import UserError
+from cnnlab.version import __version__
 
 SAMPLES_PER_CLASS = 8
 TOP_LOSSES = 8

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.training import run_folder as folder
 from cnnlab.errors import UserError
+from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
+from cnnlab.runs import Run
 
 SPLIT = "val"  # the split the report's pictures describe (the split the tutorial reports on)
 SPLIT_LABEL = "validation"
@@ -36,6 +37,7 @@ class RunData:
     rows: np.ndarray | None = None  # cache rows of the predictions (for thumbnails)
     cache: object | None = None  # cnnlab.data.reader.Cache the run was trained on, when it is here
     notes: list[str] = field(default_factory=list)
+    run: Run | None = None
 
     @property
     def binary_scores(self) -> np.ndarray | None:
@@ -63,32 +65,6 @@ class RunData:
         return self.probabilities
 
 
-def check_run_folder(run: str | Path) -> Path:
-    """The folder, or a one-line ValueError naming it when it is not a training run."""
-    run = Path(run)
-    if not run.is_dir():
-        raise UserError(f"{run}: no such run folder; pass folders written by `cnnlab train`")
-    for name in ("config.json", "classes.json"):
-        if not (run / name).is_file():
-            raise UserError(f"{run}: not a run folder (no {name}); pass folders written by `cnnlab train`")
-    return run
-
-
-def read_history(run: Path) -> list[dict]:
-    path = run / "metrics.jsonl"
-    if not path.exists():
-        return []
-    history = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            history.append(json.loads(line))
-        except ValueError:
-            raise UserError(f"{path}: line {number} is not JSON; the run folder is damaged") from None
-    return history
-
-
 def open_cache_quietly(path, notes: list[str], whose: str):
     """The cache at `path`, or None with a note saying why (the report then skips its photos)."""
     from cnnlab.data.reader import open_cache
@@ -104,77 +80,64 @@ def open_cache_quietly(path, notes: list[str], whose: str):
 
 def load_run(run: str | Path, cache_dir: str | None = None, caches: dict | None = None) -> RunData:
     """Read a run folder and its validation predictions (stored or computed; never written)."""
-    from cnnlab.training.config import TrainConfig
-    from cnnlab.training.stored_predictions import read_predictions
-
-    run = check_run_folder(run)
-    try:
-        config = folder.read_json(run / "config.json")
-        classes = [str(name) for name in folder.read_json(run / "classes.json")]
-        model = config["train"]["model"]
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{run}: config.json or classes.json is not a run's; the folder is damaged") from None
-    data = folder.read_json(run / "data.json") if (run / "data.json").exists() else {}
-    evaluation = folder.read_json(run / "evaluation.json") if (run / "evaluation.json").exists() else None
-    result = RunData(model, run, model, classes, config, read_history(run), evaluation)
+    run = Run.open(run)
+    config, classes, model = run.config, run.classes, run.model_name
+    result = RunData(model, run.path, model, classes, config, run.history, run.evaluation, run=run)
     if not result.history:
-        result.notes.append(f"{run}: no finished epoch in metrics.jsonl; learning curves skipped")
+        result.notes.append(f"{run.path}: no finished epoch in metrics.jsonl; learning curves skipped")
 
     caches = {} if caches is None else caches
-    cache_path = cache_dir or data.get("cache") or config["train"].get("cache")
+    cache_path = cache_dir or run.cache_path
     if cache_path not in caches:
-        caches[cache_path] = open_cache_quietly(cache_path, result.notes, str(run))
+        caches[cache_path] = open_cache_quietly(cache_path, result.notes, str(run.path))
     cache = caches[cache_path]
-    if cache is not None and data.get("split_hash") and cache.split_hash != data["split_hash"]:
-        result.notes.append(f"{run}: {cache.root} is not the split it was trained on; photos skipped (pass --cache)")
+    if cache is not None and run.split_hash and cache.split_hash != run.split_hash:
+        result.notes.append(f"{run.path}: {cache.root} is not the split it was trained on; photos skipped (pass --cache)")
         cache = None
     result.cache = cache
 
-    split_hash = data.get("split_hash", "")
-    stored = read_predictions(run, SPLIT, split_hash) if split_hash else None
+    stored = run.stored_predictions(SPLIT)
     if stored is not None and (cache is None or np.array_equal(cache.labels[stored.rows], stored.labels)):
         result.rows, result.labels, result.probabilities = stored.rows, stored.labels, stored.probabilities
-    elif cache is not None and (run / "best.weights.h5").exists():
-        _predict(result, cache, TrainConfig.from_dict(config["train"]))
+    elif cache is not None and run.has_weights():
+        _predict(result, run, cache)
     else:
-        result.notes.append(f"{run}: no stored predictions and no cache or best weights to compute them; "
+        result.notes.append(f"{run.path}: no stored predictions and no cache or best weights to compute them; "
                             "ROC, scatter, confusion and top losses skipped")
     if result.evaluation is None and result.labels is not None:
-        result.evaluation = _evaluation_from_predictions(result, config)
-        result.notes.append(f"{run}: no evaluation.json; validation metrics computed for this report "
+        result.evaluation = _evaluation_from_predictions(result, run)
+        result.notes.append(f"{run.path}: no evaluation.json; validation metrics computed for this report "
                             "(run `cnnlab evaluate` for the test split)")
     return result
 
 
-def _predict(result: RunData, cache, train_config) -> None:
-    from cnnlab.training.evaluation import load_trained_model, predict_probabilities, split_rows
+def _predict(result: RunData, run: Run, cache) -> None:
+    from cnnlab.training.evaluation import predict_probabilities
 
-    rows = split_rows(cache, SPLIT, train_config)
+    rows = run.split_rows(cache, SPLIT)
     if len(rows) == 0:
         result.notes.append(f"{result.path}: the cache has no {SPLIT} photos; prediction pictures skipped")
         return
-    model, config = load_trained_model(result.path)
-    tta_flip = bool(config["recipe"].get("tta_flip", False))
+    model = run.build_model()
+    preprocessing = run.preprocessing()
     # Batches of 32, not evaluate_run's 256: a wide model's activations for 256 photos take gigabytes,
     # and a report is often made beside a training run.
-    probabilities, _ = predict_probabilities(model, cache, rows, config["recipe"]["pixel_scale"], batch_size=32,
-                                             tta_flip=tta_flip)
+    probabilities, _ = predict_probabilities(model, cache, rows, preprocessing.pixel_scale, batch_size=32,
+                                             tta_flip=preprocessing.tta_flip)
     del model
     gc.collect()  # a report may load several large models one after another
     result.rows, result.labels, result.probabilities = rows, cache.labels[rows], probabilities
 
 
-def _evaluation_from_predictions(result: RunData, config: dict) -> dict:
+def _evaluation_from_predictions(result: RunData, run: Run) -> dict:
     """The evaluate_run fields the report uses, for the validation split only."""
-    from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
-
     binary = result.probabilities.ndim == 1
     threshold = choose_threshold(result.labels, result.probabilities) if binary else None
     report = classification_report(result.labels, result.probabilities, result.classes, threshold=threshold)
-    state = folder.read_state(result.path) or {}
+    state = run.state or {}
     return to_jsonable({
         "model": result.model, "run": str(result.path), "classes": result.classes,
-        "parameters": config.get("parameters"), "training_seconds": state.get("training_seconds"),
+        "parameters": run.config.get("parameters"), "training_seconds": state.get("training_seconds"),
         "epochs_done": state.get("epochs_done"), "best_epoch": state.get("best_epoch"),
         "splits": {SPLIT: report}, "validation_threshold": threshold,
     })
@@ -183,7 +146,7 @@ def _evaluation_from_predictions(result: RunData, config: dict) -> dict:
 def load_runs(runs, cache_dir: str | None = None) -> list[RunData]:
     """Every run, checked first (a bad folder fails before any model is loaded); display names
     made unique when two runs share a model."""
-    paths = [check_run_folder(run) for run in runs]
+    paths = [Run.open(run).path for run in runs]
     if not paths:
         raise UserError("no run folders given; pass at least one folder written by `cnnlab train`")
     caches: dict = {}

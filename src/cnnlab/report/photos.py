@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cnnlab.report.figures import new_figure, png_bytes
 from cnnlab.errors import UserError
+from cnnlab.report.figures import new_figure, png_bytes
 
 MAX_CLASSES_SHOWN = 12
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import math
 
-from cnnlab.report.results_table import reading, table_rows
+from cnnlab.metrics.multiclass import precision_recall_per_class
+from cnnlab.progress import format_duration
 from cnnlab.report import html
 from cnnlab.report.collect import SPLIT, RunData
+from cnnlab.report.results_table import reading, table_rows
 
 HEADERS = ["model", "parameters", "epochs", "training time", "val MSE", "tutorial MSE", "val Pearson",
            "tutorial Pearson", "val AUC", "val accuracy", "val best-threshold accuracy", "tutorial accuracy",
@@ -22,8 +24,6 @@ def _number(value, digits: int = 3) -> str | None:
 
 
 def _duration(seconds) -> str | None:
-    from cnnlab.progress import format_duration
-
     return format_duration(seconds) if isinstance(seconds, (int, float)) else None
 
 
@@ -74,8 +74,6 @@ def metrics_section_body(runs: list[RunData], extra_results=()) -> str:
 def per_class_table(run: RunData) -> str | None:
     """Every class's precision, recall, F1 and support on the validation split, from the run's
     predictions (the most probable class is the label), or None when there are none."""
-    from cnnlab.metrics.multiclass import precision_recall_per_class
-
     probabilities = run.class_probabilities()
     if probabilities is None or run.labels is None:
         return None

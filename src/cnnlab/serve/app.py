@@ -184,6 +184,6 @@ def explain_upload(service, upload: Upload) -> dict:
 
 
 def _version() -> str:
-    from cnnlab import __version__
+    from cnnlab.version import __version__
 
     return __version__

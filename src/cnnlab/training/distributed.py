@@ -25,6 +25,7 @@ import os
 from typing import Callable
 
 import numpy as np
+
 from cnnlab.errors import UserError
 
 # What torchrun (and other launchers speaking the same protocol: Slurm via srun + env, Kubeflow's
@@ -76,7 +77,7 @@ def start(environment: dict | None = None, timeout_seconds: float = 1800) -> Wor
     process was not started by a launcher, or the backend is not PyTorch."""
     global _current
     environment = dict(os.environ if environment is None else environment)
-    import keras
+    from cnnlab.backend import keras
 
     if keras.backend.backend() == "tensorflow":
         return _start_tensorflow(environment)
@@ -172,7 +173,7 @@ def from_main(workers: Workers, function: Callable[[], object]):
     if workers.is_main:
         try:
             outcome = [("ok", function())]
-        except ValueError as error:
+        except UserError as error:  # a refusal to share; any other error is a bug and keeps its traceback
             outcome = [("error", str(error))]
     outcome = _broadcast_objects(outcome)
     kind, value = outcome[0]

@@ -19,6 +19,7 @@ global batches (tests/test_distributed.py). Both functions are private to the pi
 from __future__ import annotations
 
 import types
+
 from cnnlab.errors import UserError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
-from cnnlab.progress import Progress, format_duration
 from cnnlab.backend import keras
+from cnnlab.progress import Progress, format_duration
 
 
 class ProgressCallback(keras.callbacks.Callback):

@@ -25,7 +25,8 @@ from cnnlab.errors import UserError
 
 # Automatic micro-batches keep each chunk's layer outputs (float32) under this many bytes. On
 # conv2-wide (9.3 MB of layer outputs per photo, batch 64) that is 4 chunks of 16 photos: peak
-# memory 1.4 GB instead of 3.0 GB and 10% faster (smaller working set), measured here.
+# memory 1.4 GB instead of 3.0 GB and 10% faster (smaller working set), measured with
+# benchmarks/training_speed.py (`make bench`; its micro-batch column, benchmarks/README.md).
 DEFAULT_MICRO_BATCH_BYTES = 160 * 1024 * 1024
 
 
@@ -59,7 +60,8 @@ def automatic_micro_batch_size(model, batch_size: int, budget: int = DEFAULT_MIC
 def validation_batch_size(model, batch_size: int, budget: int = DEFAULT_MICRO_BATCH_BYTES) -> int:
     """Validation batches of up to 128 photos (fewer steps) whose layer outputs stay within the
     training budget: on conv2-wide, 128-photo validation batches peaked 0.9 GB above its
-    micro-batched training steps, and 34-photo ones still 0.3 GB (measured here)."""
+    micro-batched training steps, and 34-photo ones still 0.3 GB (peak RSS per phase in
+    benchmarks/training_speed.py's conv2-wide row)."""
     per_image = activation_bytes_per_image(model)
     largest = budget // per_image if per_image else batch_size
     return max(1, min(max(batch_size, 128), largest))

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
 from pathlib import Path
 
-import numpy as np
-
+from cnnlab.backend import keras, resolve_precision
+from cnnlab.data.subset import subset
+from cnnlab.errors import UserError
 from cnnlab.info import library_versions
-from cnnlab.backend import resolve_precision
 from cnnlab.models import build_model, count_parameters, get_model_spec
+from cnnlab.runs import Run, TrainConfig
+from cnnlab.runs.files import checkpoint_names
 from cnnlab.training import distributed, train_step
-from cnnlab.training import run_folder as folder
 from cnnlab.training.batches import CacheBatches
-from cnnlab.backend import keras
-from cnnlab.training.config import TrainConfig
 from cnnlab.training.progress_callback import ProgressCallback
 from cnnlab.training.train_step import automatic_micro_batch_size, validation_batch_size
 from cnnlab.training.training_data import open_training_data, photos_per_epoch
-from cnnlab.errors import UserError
-
-
-def subset(rows: np.ndarray, labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
-    """A seeded subset of `limit` rows that keeps the classes as balanced as the split is."""
-    if limit is None or limit >= len(rows):
-        return rows
-    generator = np.random.default_rng([seed, 12345])
-    by_class = [generator.permutation(rows[labels[rows] == label]) for label in np.unique(labels[rows])]
-    interleaved = [row for group in zip(*by_class) for row in group]
-    leftovers = [row for group in by_class for row in group[min(map(len, by_class)):]]
-    return np.sort(np.array((interleaved + leftovers)[:limit]))
 
 
 def metric_names(num_classes: int) -> list:
@@ -51,7 +39,7 @@ class EpochCommit(keras.callbacks.Callback):
     With several workers each one keeps the same state from the combined epoch logs (so they
     stop together), and rank 0 alone writes."""
 
-    def __init__(self, run: Path, state: dict, optimizer, train_batches: CacheBatches, patience: int | None,
+    def __init__(self, run: Run, state: dict, optimizer, train_batches: CacheBatches, patience: int | None,
                  workers: distributed.Workers = distributed.SINGLE, counts: tuple[int, int] = (1, 1)):
         super().__init__()
         self.workers = workers
@@ -79,16 +67,11 @@ class EpochCommit(keras.callbacks.Callback):
             entry[name if name.startswith("val_") else f"train_{name}"] = _finite_or_none(value)
         entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.optimizer_.learning_rate))
         state = dict(self.state)
-        number = f"{epoch + 1:04d}"
         if self.workers.is_main:
-            checkpoint = self.run / "checkpoint"
-            checkpoint.mkdir(exist_ok=True)
-            folder.save_weights(self.model, checkpoint / f"epoch-{number}.weights.h5")
-            folder.save_optimizer(self.optimizer_, checkpoint / f"optimizer-{number}.npz")
-        state["last_weights"] = f"checkpoint/epoch-{number}.weights.h5"
-        state["last_optimizer"] = f"checkpoint/optimizer-{number}.npz"
+            self.run.save_checkpoint(self.model, self.optimizer_, epoch + 1)
+        state["last_weights"], state["last_optimizer"] = checkpoint_names(epoch + 1)
         val_loss = entry.get("val_loss", entry.get("train_loss"))
-        # The first epoch is always "best" so that best.weights.h5 exists; after that only a
+        # The first epoch is always "best" so that the best weights exist; after that only a
         # finite, lower loss counts (a null best is beaten by any finite loss).
         improved = "best_weights" not in state or (
             val_loss is not None and (state.get("best_val_loss") is None or val_loss < state["best_val_loss"]))
@@ -103,8 +86,8 @@ class EpochCommit(keras.callbacks.Callback):
             state["stopped_early"] = True
             self.model.stop_training = True
         if self.workers.is_main:
-            folder.write_json(self.run / folder.STATE_NAME, state)  # the commit point
-            publish_committed_state(self.run, state)
+            self.run.commit_state(state)  # the commit point
+            self.run.publish_committed_state(state)
         self.state.clear()
         self.state.update(state)
 
@@ -127,29 +110,6 @@ def _finite_or_none(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def publish_committed_state(run: Path, state: dict) -> None:
-    """Derive metrics.jsonl, last/best.weights.h5 from the committed state.json. Called after
-    every commit and again on resume: a kill between the commit and these writes would
-    otherwise leave them one epoch behind for good when no epoch remains to be trained."""
-    folder.write_metrics_file(run, state["history"])
-    folder.publish(run, run / state["last_weights"], "last.weights.h5")
-    folder.publish(run, run / state["best_weights"], "best.weights.h5")
-    folder.remove_unreferenced_checkpoints(run, state)
-
-
-def _check_run_folder(run: Path, resume: bool, config: TrainConfig | None = None) -> dict | None:
-    state = folder.read_state(run)
-    if state is None and resume and config is not None and _started_by(run, config):
-        return None  # cut before its first epoch was committed: start it again in place
-    if state is not None and not resume:
-        raise UserError(f"{run} already holds a run; pass --resume to continue it, or choose another --out")
-    if state is None and run.exists() and any(p for p in run.iterdir() if not p.name.startswith(".")):
-        if resume:
-            raise UserError(f"{run}: no finished epoch to resume from; remove the folder or choose another --out")
-        raise UserError(f"{run} exists and is not empty; choose another --out (cnnlab never overwrites a folder)")
-    return state
-
-
 def train(config: TrainConfig, resume: bool = False, show_progress: bool = True, stream=None,
           callbacks: list | None = None) -> dict:
     """Train (or resume) a run. Returns the final state dict; raises ValueError on bad input.
@@ -159,9 +119,16 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     Under `torchrun` (distributed.start() called first) every worker runs this same function."""
     config.validate()
     workers = distributed.current()
-    run = Path(config.out)
+    run = Run(config.out)
+    # Rank 0 writes the run folder; it holds it against a second trainer (cnnlab.runs.lock).
+    with run.lock() if workers.is_main else contextlib.nullcontext():
+        return _train(run, config, resume, workers, show_progress, stream, callbacks)
+
+
+def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: bool, stream, callbacks) -> dict:
     # Rank 0 alone reads the run folder and gives the others what it found (or its refusal).
-    plan = distributed.from_main(workers, lambda: _plan(run, config, resume or workers.restart_count > 0))
+    plan = distributed.from_main(workers, lambda: run.resume_plan(resume or workers.restart_count > 0,
+                                                                   config.to_dict()))
     state = plan["state"]
     if state is not None:
         # A resumed run continues exactly as it was configured, but reads the cache and run
@@ -189,10 +156,10 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     with distributed.scope(workers):  # TensorFlow's strategy must create the variables
         model = build_model(config.model, input_shape, num_classes, precision=precision)
     if state is not None and workers.reads_run_folder:
-        publish_committed_state(run, state)
+        run.publish_committed_state(state)
         # Before compiling: the file holds no optimizer, and a compiled model warns that it
         # skipped loading one (the optimizer is restored from its own checkpoint below).
-        model.load_weights(run / state["last_weights"])
+        run.load_last_weights(model, state)
     initial = None
     if state is None and config.init_weights and workers.is_main:
         # Before anything is written: weights that do not fit leave no half-made run folder.
@@ -208,12 +175,11 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     if state is None:
         description = data.description(train_rows, val_rows)  # on every worker: counts are summed over them
         if workers.is_main:
-            run.mkdir(parents=True, exist_ok=True)
             _write_description(run, config, recipe, data, model, description, input_shape, precision, initial, workers)
         state = {"epochs_done": 0, "history": [], "best_val_loss": None}
     elif workers.reads_run_folder:
         with distributed.scope(workers):
-            folder.load_optimizer(optimizer, model, run / state["last_optimizer"])
+            run.load_optimizer(optimizer, model, state)
     else:
         optimizer.build(model.trainable_variables)
     distributed.broadcast_variables(optimizer.variables, workers)
@@ -236,19 +202,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
     state["finished"] = True
     state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]), 2)
     if workers.is_main:
-        folder.write_json(run / folder.STATE_NAME, state)
+        run.commit_state(state)
     return state
-
-
-def _plan(run: Path, config: TrainConfig, resume: bool) -> dict:
-    """What the run folder says: a fresh start (state None) or the state, stored configuration,
-    precision and split hash to resume with."""
-    state = _check_run_folder(run, resume, config)
-    if state is None:
-        return {"state": None}
-    stored = folder.read_json(run / "config.json")
-    return {"state": state, "train": stored["train"], "precision": stored.get("precision", "float32"),
-            "split_hash": folder.read_json(run / "data.json")["split_hash"]}
 
 
 def _ema_callbacks(recipe, resumed: bool) -> list:
@@ -270,25 +225,14 @@ def _ema_callbacks(recipe, resumed: bool) -> list:
     return [swap]
 
 
-def _started_by(run: Path, config: TrainConfig) -> bool:
-    """True when `run` holds only what this same configuration writes before its first epoch."""
-    try:
-        return folder.read_json(run / "config.json")["train"] == config.to_dict()
-    except (OSError, ValueError, KeyError):
-        return False
-
-
 def _write_description(run, config, recipe, data, model, description: dict, input_shape, precision,
                        initial, workers) -> None:
     spec = get_model_spec(config.model)
-    folder.write_json(run / "config.json", {
+    run.create(config={
         "train": config.to_dict(), "recipe": recipe.to_dict(), "model_family": spec.family,
         "model_description": spec.description, "input_shape": list(input_shape),
         "image_data_format": keras.config.image_data_format(), "backend": keras.backend.backend(),
         "parameters": count_parameters(model), "precision": precision, "initial_weights": initial,
         "workers": workers.world_size,
-    })
-    folder.write_json(run / "classes.json", data.cache.classes)
-    folder.write_json(run / "data.json", {"cache": str(Path(config.cache).resolve()),
-                                          **description})
-    folder.write_json(run / "versions.json", library_versions())
+    }, classes=data.cache.classes, data={"cache": str(Path(config.cache).resolve()), **description},
+        versions=library_versions())

@@ -1,7 +1,7 @@
 """`cnnlab export`: a trained run as an ONNX, .keras or SavedModel file carrying its preprocessing.
 
-Kept beside cli.py (which calls `register`); the same rules apply: heavy imports inside the
-handler, user errors as ValueError (one line, exit status 2), a failed parity check included.
+The same rules as every cnnlab.cli module: heavy imports inside the
+handler, user errors as UserError (one line, exit status 2), a failed parity check included.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ EXIT_STATUS = ("exit status: 0 when the export was written and matched the run's
 
 def command_export(arguments) -> int:
     from cnnlab.inference.export import ExportConfig, export_run
-    from cnnlab.inference.inputs import check_run_folder
+    from cnnlab.runs import Run
 
     config = ExportConfig(run=arguments.run, format=arguments.format, out=arguments.out,
                           photos=tuple(arguments.photos or ()), parity_photos=arguments.parity_photos,
                           tolerance=arguments.tolerance)
-    check_run_folder(config.run)  # before Keras is imported: a wrong RUN fails at once
+    Run.open(config.run)  # before Keras is imported: a wrong RUN fails at once
     print(export_run(config).summary())
     return 0
 

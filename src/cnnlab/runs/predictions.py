@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.cache_io import replace_atomically
-
-WEIGHTS_NAME = "best.weights.h5"
+from cnnlab.runs.files import BEST, predictions_name, weights_name
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,11 @@ class StoredPredictions:
 
 
 def predictions_path(run: str | Path, split: str) -> Path:
-    return Path(run) / f"predictions-{split}.npz"
+    return Path(run) / predictions_name(split)
 
 
 def _weights_signature(run: Path) -> np.ndarray:
-    status = (run / WEIGHTS_NAME).stat()
+    status = (run / weights_name(BEST)).stat()
     return np.array([status.st_size, status.st_mtime_ns], dtype=np.int64)
 
 

@@ -1,7 +1,7 @@
 """`cnnlab download`: fetch, verify and safely extract the public Dogs vs. Cats archive.
 
-Kept beside cli.py (which calls `register`); the same rules apply: the library does the work
-(cnnlab.data.download), user errors are ValueError (one line, exit status 2), never a traceback.
+The same rules as every cnnlab.cli module: the library does the work
+(cnnlab.data.download), user errors are UserError (one line, exit status 2), never a traceback.
 """
 
 from __future__ import annotations

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cnnlab.models import Recipe, get_model_spec
 from cnnlab.errors import UserError
+
+if TYPE_CHECKING:
+    from cnnlab.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,11 @@ class TrainConfig:
     # None = automatic (cnnlab.training.train_step), 0 = whole batches.
     micro_batch_size: int | None = None
 
-    def recipe(self) -> Recipe:
+    def recipe(self) -> "Recipe":
         """The model's recipe with this configuration's overrides applied (and validated)."""
+        # Here, not at the top: reading a run folder's configuration needs no Keras.
+        from cnnlab.models import get_model_spec
+
         base = get_model_spec(self.model).recipe
         overrides = {
             field: getattr(self, field)

@@ -1,4 +1,4 @@
-"""The run folder: everything needed to understand, resume and reproduce a training run.
+"""The run folder's file names and the atomic writes behind them (cnnlab.runs.Run is the API).
 
     config.json        the resolved training configuration (model, recipe, data, seed)
     classes.json       class names in label order
@@ -27,7 +27,35 @@ import numpy as np
 from cnnlab.data.cache_io import replace_atomically
 from cnnlab.errors import UserError
 
-STATE_NAME = "state.json"
+# The one place these names are spelled (tests/test_architecture.py checks that no other
+# module of cnnlab does).
+CONFIG = "config.json"
+CLASSES = "classes.json"
+DATA = "data.json"
+VERSIONS = "versions.json"
+STATE = "state.json"
+METRICS = "metrics.jsonl"
+EVALUATION = "evaluation.json"
+CHECKPOINTS = "checkpoint"
+BEST, LAST = "best", "last"
+WEIGHTS_SUFFIX = ".weights.h5"
+
+
+def weights_name(which: str) -> str:
+    """best.weights.h5 or last.weights.h5."""
+    if which not in (BEST, LAST):
+        raise UserError(f"weights must be {BEST!r} or {LAST!r}, got {which!r}")
+    return f"{which}{WEIGHTS_SUFFIX}"
+
+
+def predictions_name(split: str) -> str:
+    return f"predictions-{split}.npz"
+
+
+def checkpoint_names(epoch: int) -> tuple[str, str]:
+    """(weights, optimizer) of a finished epoch, relative to the run folder, as state.json names them."""
+    number = f"{epoch:04d}"
+    return f"{CHECKPOINTS}/epoch-{number}{WEIGHTS_SUFFIX}", f"{CHECKPOINTS}/optimizer-{number}.npz"
 
 
 def write_json(path: Path, value) -> None:
@@ -50,7 +78,7 @@ def read_json(path: Path):
 
 def read_state(run: Path) -> dict | None:
     try:
-        return read_json(Path(run) / STATE_NAME)
+        return read_json(Path(run) / STATE)
     except (OSError, ValueError):
         return None
 
@@ -75,7 +103,7 @@ def save_weights(model, path: Path) -> None:
 
 def save_optimizer(optimizer, path: Path) -> None:
     """The optimizer's variables (step count, moments) as a plain .npz: no pickles, no code."""
-    import keras  # configured by the trainer that calls this; convert_to_numpy copies GPU tensors too
+    from cnnlab.backend import keras  # convert_to_numpy copies GPU tensors too
 
     arrays = {f"{index:04d}": keras.ops.convert_to_numpy(variable) for index, variable in enumerate(optimizer.variables)}
     names = np.array([variable.path for variable in optimizer.variables])
@@ -103,7 +131,7 @@ def load_optimizer(optimizer, model, path: Path) -> None:
 
 def write_metrics_file(run: Path, history: list[dict]) -> None:
     lines = "".join(json.dumps(entry, allow_nan=False, default=_jsonable) + "\n" for entry in history)
-    replace_atomically(Path(run) / "metrics.jsonl", lines.encode())
+    replace_atomically(Path(run) / METRICS, lines.encode())
 
 
 def publish(run: Path, checkpoint_file: Path, public_name: str) -> None:
@@ -120,6 +148,6 @@ def publish(run: Path, checkpoint_file: Path, public_name: str) -> None:
 
 def remove_unreferenced_checkpoints(run: Path, state: dict) -> None:
     keep = {state.get("last_weights"), state.get("best_weights"), state.get("last_optimizer")}
-    for path in (Path(run) / "checkpoint").glob("*"):
-        if f"checkpoint/{path.name}" not in keep:
+    for path in (Path(run) / CHECKPOINTS).glob("*"):
+        if f"{CHECKPOINTS}/{path.name}" not in keep:
             path.unlink(missing_ok=True)

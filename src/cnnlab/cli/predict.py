@@ -1,7 +1,7 @@
 """`cnnlab predict`: a trained run's predictions for files, folders and globs, as a table, CSV or JSON.
 
-Kept beside cli.py (which calls `register`); the same rules apply: heavy imports inside the
-handler, user errors as ValueError (one line, exit status 2). Files that cannot be decoded are
+The same rules as every cnnlab.cli module: heavy imports inside the
+handler, user errors as UserError (one line, exit status 2). Files that cannot be decoded are
 rows with their error, not failures of the command: the status is 1 when any file failed.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+
 from cnnlab.errors import UserError
 
 EXIT_STATUS = ("exit status: 0 when every file was predicted; 1 when some file could not be read or decoded "
@@ -18,11 +19,12 @@ EXIT_STATUS = ("exit status: 0 when every file was predicted; 1 when some file c
 
 
 def command_predict(arguments) -> int:
-    from cnnlab.inference.inputs import check_run_folder, expand_paths
+    from cnnlab.inference.inputs import expand_paths
+    from cnnlab.runs import Run
 
     if arguments.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {arguments.batch_size}")
-    check_run_folder(arguments.run)  # before Keras is imported: a wrong RUN fails at once
+    Run.open(arguments.run)  # before Keras is imported: a wrong RUN fails at once
     sources = expand_paths(arguments.paths)
     if not sources:
         raise UserError(f"no photos found in {' '.join(arguments.paths)} (image extensions: .jpg .png ...)")

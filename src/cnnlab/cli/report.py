@@ -1,5 +1,5 @@
 """`cnnlab report`: handler and parser (cli.py calls `register`). Heavy imports inside the
-handler; user errors are ValueError, printed by cli.run as one line."""
+handler; user errors are UserError, printed by cnnlab.cli.run as one line."""
 
 from __future__ import annotations
 

@@ -18,8 +18,6 @@ def is_multiclass(result: dict) -> bool:
 def format_evaluation(result: dict) -> str:
     """The evaluation of one run as text; two-class runs keep the tutorial-style table."""
     if not is_multiclass(result):
-        from cnnlab.training.evaluation import format_evaluation as format_binary
-
         return format_binary(result)
     return format_multiclass(result)
 
@@ -68,3 +66,24 @@ def confusion_lines(report: dict) -> list[str]:
     for name, row in zip(names, matrix):
         lines.append(f"  {name:<{width}}" + "".join(f" {value:>{width}}" for value in row))
     return lines
+
+
+def format_binary(result: dict) -> str:
+    lines = [f"{result['model']} ({result['parameters']:,} parameters, {result['model_file_megabytes']} MB, "
+             f"trained {result['training_seconds']} s, best epoch {result['best_epoch']}/{result['epochs_done']})"]
+    header = f"{'split':6} {'n':>5} {'MSE':>6} {'logloss':>7} {'Pearson':>7} {'AUC':>6} {'acc@0.5':>7} {'bal@0.5':>7} {'tut.best':>8} {'acc@val-thr':>11}"
+    lines.append(header)
+    for split, report in result["splits"].items():
+        def number(key, digits=3):
+            value = report.get(key)
+            return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "-"
+        lines.append(
+            f"{split:6} {report.get('num_examples', '-'):>5} {number('mean_squared_error'):>6} {number('log_loss'):>7} "
+            f"{number('pearson_correlation'):>7} {number('roc_auc'):>6} {number('accuracy_at_0.5'):>7} "
+            f"{number('balanced_accuracy_at_0.5'):>7} {number('tutorial_best_accuracy'):>8} "
+            f"{number('accuracy_at_validation_threshold'):>11}"
+        )
+    if result.get("validation_threshold") is not None:
+        lines.append(f"threshold chosen on validation: {result['validation_threshold']:.3f}; "
+                     "'tut.best' is the tutorial's best of thresholds 0.1..0.9 picked on the same split (optimistic)")
+    return "\n".join(lines)

@@ -6,8 +6,8 @@ import os
 
 
 def command_train(arguments) -> int:
+    from cnnlab.runs import TrainConfig
     from cnnlab.training import distributed
-    from cnnlab.training.config import TrainConfig
     from cnnlab.training.trainer import train
 
     config = TrainConfig(
@@ -29,8 +29,8 @@ def command_train(arguments) -> int:
     print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')} "
           f"(val loss {state.get('best_val_loss')}), {state.get('training_seconds')} s of training")
     if not arguments.no_evaluate:
-        from cnnlab.evaluation_text import format_evaluation
         from cnnlab.training.evaluation import evaluate_run
+        from cnnlab.training.evaluation_text import format_evaluation
 
         print(format_evaluation(evaluate_run(arguments.out)))
     return 0

@@ -1,7 +1,7 @@
 """`cnnlab serve`: a trained run behind an HTTP API (POST /predict, /explain, GET /health) and a page.
 
-Kept beside cli.py (which calls `register`); the same rules apply: heavy imports (FastAPI,
-uvicorn, Keras) inside the handler, user errors as ValueError (one line, exit status 2).
+The same rules as every cnnlab.cli module: heavy imports (FastAPI,
+uvicorn, Keras) inside the handler, user errors as UserError (one line, exit status 2).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from cnnlab.serve.config import DEFAULT_HOST, DEFAULT_MAX_PHOTOS, DEFAULT_MAX_UP
 
 
 def command_serve(arguments) -> int:
-    from cnnlab.inference.inputs import check_run_folder
+    from cnnlab.runs import Run
 
     config = ServeConfig(run=arguments.run, host=arguments.host, port=arguments.port,
                          max_upload_mb=arguments.max_upload_mb, max_photos=arguments.max_photos,
                          threshold=arguments.threshold)
-    check_run_folder(config.run)  # before Keras is imported: a wrong RUN fails at once
+    Run.open(config.run)  # before Keras is imported: a wrong RUN fails at once
     from cnnlab.serve.server import serve
 
     if not config.loopback_only:

@@ -1,7 +1,7 @@
 """The picture-making subcommands, `cnnlab filters` and `cnnlab explain`: handlers and parsers.
 
 Kept beside cli.py (which calls `register`) so that the main command module stays small; the
-same rules apply: heavy imports inside the handlers, user errors as ValueError (one line).
+same rules apply: heavy imports inside the handlers, user errors as UserError (one line).
 """
 
 from __future__ import annotations

@@ -1,0 +1,40 @@
+"""`cnnlab info` and `cnnlab models`: what is installed and which models are registered."""
+
+from __future__ import annotations
+
+import json
+
+
+def command_info(arguments) -> int:
+    from cnnlab.info import runtime_info
+
+    info = runtime_info(load_backend=not arguments.no_backend)
+    print(json.dumps(info, indent=2) if arguments.json else "\n".join(f"{key}: {value}" for key, value in info.items()))
+    return 0
+
+
+def command_models(arguments) -> int:
+    from cnnlab.models import describe_models
+
+    models = describe_models()
+    if arguments.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    print(f"{'name':14} {'family':9} {'parameters':>12} {'MFLOPs/img':>10}  recipe / description")
+    for model in models:
+        recipe = model["recipe"]
+        print(f"{model['name']:14} {model['family']:9} {model['parameters']:>12,} {model['forward_flops'] / 1e6:>10.1f}  "
+              f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
+              f"{recipe['epochs']} epochs, pixels {recipe['pixel_scale']} - {model['description']}")
+    return 0
+
+
+def register(commands) -> None:
+    info = commands.add_parser("info", help="versions, backend, threads and allocator in use")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.add_argument("--no-backend", action="store_true", help="do not import Keras (fast)")
+    info.set_defaults(handler=command_info)
+
+    models = commands.add_parser("models", help="list registered models with parameters, FLOPs and recipes")
+    models.add_argument("--json", action="store_true", help="print JSON")
+    models.set_defaults(handler=command_models)

@@ -1,0 +1,118 @@
+"""The package's contracts, checked: one owner of the run folder, Keras configured in one place
+and never as an import side effect, and layers that import only downward (pyproject.toml's
+import-linter contract, which `make test` also runs as `lint-imports`)."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+PACKAGE = REPOSITORY / "src" / "cnnlab"
+RUN_FOLDER_OWNER = PACKAGE / "runs"
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+# Every file of a run folder (cnnlab.runs.files spells them), matched as whole path parts.
+RUN_FILE_NAMES = {"config.json", "classes.json", "data.json", "versions.json", "state.json", "metrics.jsonl",
+                  "evaluation.json", "checkpoint"}
+
+
+def names_a_run_file(text: str) -> bool:
+    if any(character.isspace() for character in text):
+        return False  # a sentence (help text, a message), not a file name
+    return any(part in RUN_FILE_NAMES or part.endswith(".weights.h5") or part.startswith("predictions-")
+               for part in text.split("/"))
+
+
+def docstring_nodes(tree: ast.AST) -> set[int]:
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def run_file_literals(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of string constants that name a run file: a token without spaces (a file
+    name, not a sentence of help text); docstrings may name files freely."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = docstring_nodes(tree)
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+            and names_a_run_file(node.value)]
+
+
+def test_only_the_run_folder_owner_names_run_files():
+    offenders = [f"{path.relative_to(REPOSITORY)}:{line}: {text!r}"
+                 for path in sorted(PACKAGE.rglob("*.py")) if RUN_FOLDER_OWNER not in path.parents
+                 for line, text in run_file_literals(path)]
+    assert offenders == [], "read and write run folders through cnnlab.runs.Run:\n" + "\n".join(offenders)
+
+
+def test_the_literal_check_finds_a_run_file_name(tmp_path):
+    """The check above would see a module that opened config.json or named a checkpoint by hand."""
+    module = tmp_path / "reader.py"
+    module.write_text('"""Reads config.json (a docstring may say so)."""\n'
+                      'from pathlib import Path\n\n\ndef read(run):\n    return (Path(run) / "config.json").read_text()\n\n\n'
+                      'def checkpoint(number):\n    return f"checkpoint/epoch-{number}.weights.h5"\n\n\n'
+                      'HELP = "start from an earlier run\'s best.weights.h5"\n')
+    assert sorted(run_file_literals(module)) == [(6, "config.json"), (10, ".weights.h5"), (10, "checkpoint/epoch-")]
+    assert not names_a_run_file("reproduce-config.json") and not names_a_run_file("metadata.json")
+
+
+def python(code: str, **environment) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "KERAS_BACKEND": "torch", **environment})
+
+
+def test_importing_cnnlab_leaves_a_callers_keras_set_up_alone():
+    """A caller who set Keras up first keeps their image layout, whatever cnnlab modules they import
+    (cnnlab.training.batches used to reset it to channels_first at import)."""
+    result = python(
+        "import keras\n"
+        "keras.config.set_image_data_format('channels_last')\n"
+        "import cnnlab.models, cnnlab.recipe, cnnlab.training.batches, cnnlab.training.trainer, "
+        "cnnlab.training.evaluation, cnnlab.inference.classifier, cnnlab.explain.introspect, cnnlab.report\n"
+        "from cnnlab.backend import keras as configured\n"
+        "print(keras.config.image_data_format(), configured is keras)\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["channels_last", "True"]
+
+
+def test_cnnlab_configures_keras_itself_when_it_comes_first():
+    result = python("import cnnlab.models, keras\nprint(keras.backend.backend(), keras.config.image_data_format())\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["torch", "channels_first"]
+
+
+def test_reading_a_run_folder_and_the_command_line_import_no_keras():
+    """Run.open and `cnnlab --help` must stay fast: they import neither Keras nor a backend."""
+    result = python("import sys\nimport cnnlab.runs, cnnlab.cli, cnnlab.backend, cnnlab.data.cache\n"
+                    "print(sorted(name for name in ('keras', 'torch', 'tensorflow') if name in sys.modules))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
+def test_the_layers_contract_holds_and_catches_an_upward_import(tmp_path):
+    """lint-imports keeps the contract today, and fails on a copy with one upward import added."""
+    kept = subprocess.run([str(LINT_IMPORTS)], cwd=REPOSITORY, capture_output=True, text=True, timeout=300)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+
+    copy = tmp_path / "checkout"
+    shutil.copytree(PACKAGE, copy / "src" / "cnnlab", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPOSITORY / "pyproject.toml", copy / "pyproject.toml")
+    with open(copy / "src" / "cnnlab" / "data" / "subset.py", "a") as module:
+        module.write("\nimport cnnlab.runs  # a data module reaching up into the run folder's owner\n")
+    broken = subprocess.run([str(LINT_IMPORTS)], cwd=copy, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(copy / "src")})
+    assert broken.returncode != 0
+    assert "cnnlab.data.subset -> cnnlab.runs" in broken.stdout
