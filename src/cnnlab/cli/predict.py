@@ -29,30 +29,36 @@ def command_predict(arguments) -> int:
     if not sources:
         raise UserError(f"no photos found in {' '.join(arguments.paths)} (image extensions: .jpg .png ...)")
     out = Path(arguments.out) if arguments.out else None
+    if out is not None and out.is_dir():
+        raise UserError(f"--out {out} is a folder; name the file to write, e.g. --out {out / 'predictions.csv'}")
     if out is not None and not out.parent.is_dir():
         raise UserError(f"--out {out}: folder {out.parent} does not exist")
+    # Written beside FILE and renamed into place at the end: a cut run never leaves half a file as
+    # FILE. Opened before the model loads, so an --out that cannot be written fails at once.
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial") if out is not None else None
+    try:
+        stream = open(temporary, "w", newline="", encoding="utf-8") if temporary is not None else sys.stdout
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot write there ({error.strerror or error}); choose a writable --out") from None
 
     from cnnlab.inference.classifier import load
     from cnnlab.inference.writers import make_writer
     from cnnlab.progress import Progress
 
-    classifier = load(arguments.run, threshold=arguments.threshold)
-    for note in classifier.notes:
-        print(f"cnnlab predict: note: {note}", file=sys.stderr)
-    header = {"run": classifier.run, "classes": classifier.classes, "threshold": classifier.threshold,
-              "threshold_source": classifier.threshold_source,
-              "decision": ("class 1 when P(class 1) > threshold" if classifier.threshold is not None
-                           else "the most probable class"),
-              "input": {"width": classifier.options.width, "height": classifier.options.height,
-                        "fit": classifier.options.fit, "draft": classifier.options.draft,
-                        "pixel_scale": classifier.pixel_scale, "test_time_flip": classifier.tta_flip}}
-    # Written beside FILE and renamed into place at the end: a cut run never leaves half a file as FILE.
-    temporary = out.with_name(f".{out.name}.{os.getpid()}.partial") if out is not None else None
-    stream = open(temporary, "w", newline="", encoding="utf-8") if temporary is not None else sys.stdout
-    progress = Progress(len(sources), "predict", stream=sys.stderr)
-    # Rows and the bar share a terminal only when rows go to stdout; then the bar is cleared first.
-    clear_bar = progress.live and out is None and sys.stdout.isatty()
     try:
+        classifier = load(arguments.run, threshold=arguments.threshold)
+        for note in classifier.notes:
+            print(f"cnnlab predict: note: {note}", file=sys.stderr)
+        header = {"run": classifier.run, "classes": classifier.classes, "threshold": classifier.threshold,
+                  "threshold_source": classifier.threshold_source,
+                  "decision": ("class 1 when P(class 1) > threshold" if classifier.threshold is not None
+                               else "the most probable class"),
+                  "input": {"width": classifier.options.width, "height": classifier.options.height,
+                            "fit": classifier.options.fit, "draft": classifier.options.draft,
+                            "pixel_scale": classifier.pixel_scale, "test_time_flip": classifier.tta_flip}}
+        progress = Progress(len(sources), "predict", stream=sys.stderr)
+        # Rows and the bar share a terminal only when rows go to stdout; then the bar is cleared first.
+        clear_bar = progress.live and out is None and sys.stdout.isatty()
         writer = make_writer(arguments.format, stream, classifier.classes, classifier.threshold, header,
                              paths=[source.path for source in sources])
         writer.begin()

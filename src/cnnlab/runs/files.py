@@ -137,6 +137,11 @@ def write_metrics_file(run: Path, history: list[dict]) -> None:
 def publish(run: Path, checkpoint_file: Path, public_name: str) -> None:
     """Give a versioned checkpoint its stable public name, atomically: a hard link (no copy of
     a 170 MB file every epoch) where the file system allows, else a copy."""
+    target = Path(run) / public_name
+    if target.exists() and os.path.samefile(checkpoint_file, target):
+        # Already published (a resume republishes): and rename(2) of one hard link onto another
+        # of the same file does nothing, which would leave the temporary link behind for good.
+        return
     temporary = Path(run) / f".{os.getpid()}.{public_name}"
     temporary.unlink(missing_ok=True)
     try:

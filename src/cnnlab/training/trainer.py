@@ -126,6 +126,8 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
 
 
 def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: bool, stream, callbacks) -> dict:
+    if workers.is_main:
+        run.remove_stale_temporaries()  # a killed trainer's half-written files (we hold the lock)
     # Rank 0 alone reads the run folder and gives the others what it found (or its refusal).
     plan = distributed.from_main(workers, lambda: run.resume_plan(resume or workers.restart_count > 0,
                                                                    config.to_dict()))
