@@ -30,17 +30,20 @@ from pathlib import Path
 from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, PrepareOptions, PrepareResult, prepare_selection,
                                read_manifest, select_photos, sharded_count)
 from cnnlab.data.cache_io import replace_atomically
+from cnnlab.data.photo_file import path_bytes
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
 from cnnlab.errors import UserError
 
-SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"
+SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"  # a non-UTF-8 name: its own bytes
 ROW_ORDER = "as an unsharded cache: train, val, test, each in natural file order; row_shards[row] = shard"
 MAX_SHARDS = 1000
 
 
 def shard_of(relative_path: str, count: int) -> int:
     """The shard of a photo: a function of its relative path only (see SHARD_ASSIGNMENT)."""
-    return int(hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16], 16) % count
+    # The name's own bytes: UTF-8 for every valid name (so shards never move), and no
+    # UnicodeEncodeError for a name that is not UTF-8.
+    return int(hashlib.sha256(path_bytes(relative_path)).hexdigest()[:16], 16) % count
 
 
 def shard_folder(index: int, count: int) -> str:
