@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import io
+import itertools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 
 from cnnlab.data.decode import BadImage, DecodeOptions, decode_file, decode_image, parse_size
+from cnnlab.errors import UserError
 from imagefiles import gradient, write_bad_files, write_unusual_good_files
 
 
@@ -18,7 +22,8 @@ def test_every_bad_kind_is_refused_with_its_reason(tmp_path):
         pixels, md5, reason = decode_file(str(tmp_path / name), DecodeOptions())
         assert pixels is None, name
         assert reason and fragment in reason, (name, reason)
-        assert len(md5) == 32 or name.endswith("9001.jpg")
+        # No digest for files refused before they were read whole: empty, or not an image by their header.
+        assert len(md5) == 32 or name.endswith(("9001.jpg", "9003.jpg"))
 
 
 def test_awkward_but_valid_files_decode_to_rgb(tmp_path):
@@ -100,3 +105,121 @@ def test_options_are_validated():
             parse_size(bad)
     with pytest.raises(BadImage, match="empty"):
         decode_image(b"")
+
+
+# ---- issue 17: cut JPEGs, sizes, memory, what is read ----------------------------------------------
+
+def _cut(data: bytes, fraction: float, end_marker: bool) -> bytes:
+    return data[: int(len(data) * fraction)] + (b"\xff\xd9" if end_marker else b"")
+
+
+def _progressive(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(data)).save(buffer, "JPEG", quality=85, progressive=True)
+    return buffer.getvalue()
+
+
+def _inside_longest_scan(data: bytes) -> int:
+    """A position in the middle of the longest scan's compressed data (between two SOS markers)."""
+    starts = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xDA] + [len(data)]
+    start, end = max(itertools.pairwise(starts), key=lambda pair: pair[1] - pair[0])
+    return (start + end) // 2
+
+
+@pytest.mark.parametrize("draft", [False, True])
+def test_real_photos_cut_short_are_refused_and_whole_ones_are_not(shared_photos, draft):
+    # Pillow decodes a JPEG cut short and closed with FF D9 without complaint, the rest of the
+    # picture flat grey; cnnlab must refuse it, and must not refuse any whole photo.
+    options = DecodeOptions(draft=draft)
+    for path in sorted(shared_photos.glob("*.jpg"))[:12]:
+        data = path.read_bytes()
+        progressive = _progressive(data)
+        for whole in (data, progressive):
+            decode_image(whole, options)
+        for fraction in (0.3, 0.6, 0.95):
+            for end_marker in (True, False):
+                with pytest.raises(BadImage, match=r"^truncated image data \(the file is cut short\)$"):
+                    decode_image(_cut(data, fraction, end_marker), options)
+        with pytest.raises(BadImage, match="truncated"):
+            decode_image(progressive[: _inside_longest_scan(progressive)] + b"\xff\xd9", options)
+
+
+def test_a_whole_grey_jpeg_is_not_taken_for_a_cut_one():
+    # Its last pixel is the zero-coefficient grey that makes a JPEG a suspect: checked, and kept.
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (128, 128, 128)).save(buffer, "JPEG", quality=95)
+    assert decode_image(buffer.getvalue(), DecodeOptions(32, 24)).min() >= 126
+
+
+def test_a_tiny_file_claiming_a_huge_picture_is_refused_before_decoding(tmp_path, monkeypatch):
+    from hostile_files import huge_header_jpeg
+
+    path = huge_header_jpeg(tmp_path)
+    assert path.stat().st_size == 631
+    with Image.open(path) as image:
+        assert image.size == (6000, 6000)
+
+    def no_decoding(self, *arguments, **options):
+        raise AssertionError("decoded the pixels of a file refused by its header")
+
+    monkeypatch.setattr(Image.Image, "load", no_decoding)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    pixels, _, reason = decode_file(str(path), DecodeOptions())
+    assert pixels is None and reason == "truncated image data (the file is cut short)"
+
+
+def test_the_size_is_bounded():
+    assert parse_size("4096x3906") == (4096, 3906)  # 15,998,976 pixels
+    for too_large in ("4097x10", "10x4097", "4096x4096", "100000x100000"):
+        with pytest.raises(UserError, match=r"--size .* too large"):
+            parse_size(too_large)
+
+
+def test_running_out_of_memory_is_not_called_corrupt_data(tmp_path, monkeypatch):
+    from cnnlab.data import decode as decode_module
+
+    path = tmp_path / "cat.1.png"
+    gradient().save(path)
+
+    def exhausted(*arguments, **options):
+        raise MemoryError
+
+    monkeypatch.setattr(decode_module, "fit_image", exhausted)
+    pixels, _, reason = decode_file(str(path), DecodeOptions())
+    assert pixels is None and reason.startswith("not enough memory") and "corrupt" not in reason
+
+
+def test_files_over_the_size_cap_are_refused_before_reading(tmp_path, monkeypatch):
+    from cnnlab.data import photo_file
+
+    path = tmp_path / "cat.1.png"
+    gradient(300, 200).save(path)
+    monkeypatch.setattr(photo_file, "MAX_PHOTO_BYTES", path.stat().st_size - 1)
+    pixels, _, reason = decode_file(str(path), DecodeOptions())
+    assert pixels is None and reason.startswith("file too large")
+
+
+def test_only_the_first_bytes_of_a_non_image_are_read(tmp_path):
+    from cnnlab.data.photo_file import read_photo
+
+    counters = Path("/proc/self/io")
+    if not counters.is_file():
+        pytest.skip("needs Linux's /proc/self/io")
+
+    def bytes_read() -> int:
+        return int(next(line for line in counters.read_text().splitlines() if line.startswith("rchar:")).split()[1])
+
+    path = tmp_path / "cat.1.jpg"
+    path.write_bytes(b"not a photo at all\n" * 1_000_000)  # 19 MB
+    before = bytes_read()
+    with pytest.raises(BadImage, match="not an image"):
+        read_photo(path)
+    assert bytes_read() - before < 1_000_000
+
+
+def test_printable_paths_are_the_name_itself_unless_it_is_not_utf8():
+    from cnnlab.data.photo_file import path_bytes, printable_path
+
+    assert printable_path("dog/é.1.jpg") == "dog/é.1.jpg" and path_bytes("dog/é.1.jpg") == "dog/é.1.jpg".encode()
+    odd = os.fsdecode(b"cat.\xff\xfe.jpg")
+    assert printable_path(odd) == "cat.\\xff\\xfe.jpg" and path_bytes(odd) == b"cat.\xff\xfe.jpg"

@@ -228,3 +228,26 @@ def test_a_non_image_is_a_one_line_error(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cat.1.jpg" in lines[0] and "not an image" in lines[0]
     assert not (tmp_path / "out").exists()  # nothing written for a bad photo
+
+
+def test_a_tiny_file_claiming_6000x6000_fails_at_once(tmp_path):
+    # It used to be decoded to 36 M grey pixels and filtered: 47 s and 6.2 GB.
+    import time
+
+    from cnnlab.errors import UserError
+    from cnnlab.explain.filters import FiltersConfig, explore_filters
+    from hostile_files import huge_header_jpeg
+
+    path = huge_header_jpeg(tmp_path)
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=r"truncated image data \(the file is cut short\)"):
+        explore_filters(FiltersConfig(image=str(path), out=str(tmp_path / "out")))
+    assert time.perf_counter() - started < 5
+
+
+def test_an_empty_file_is_called_empty(tmp_path):
+    from cnnlab.errors import UserError
+
+    (tmp_path / "cat.1.jpg").write_bytes(b"")
+    with pytest.raises(UserError, match=r"cat\.1\.jpg: empty file \(0 bytes\)$"):
+        load_photo(tmp_path / "cat.1.jpg")

@@ -121,3 +121,39 @@ def test_split_hash_depends_on_content_not_order():
     entries = [("a.jpg", "cat", "train"), ("b.jpg", "dog", "val")]
     assert split_manifest_hash(entries) == split_manifest_hash(list(reversed(entries)))
     assert split_manifest_hash(entries) != split_manifest_hash([("a.jpg", "cat", "val"), ("b.jpg", "dog", "val")])
+
+
+# Computed by the code before names that are not UTF-8 were handled (issue 17): the split and
+# shard of every valid name, and so every existing cache's split hash, must never change.
+GOLDEN_NAMES = [f"{label}.{number}.jpg" for label in ("cat", "dog") for number in range(20)] + ["dog/é.ü.jpg", "cat/naïve.1.jpg"]
+GOLDEN_SPLIT_HASH = "e06bde925764eff39fdd966b2e47ddc23c22f5bf4d504709eafaa99dab808702"
+GOLDEN_SHARDS = [1, 3, 0, 2, 0, 3, 2, 0, 2, 0, 3, 0, 3, 0, 1, 2, 0, 0, 3, 2, 0, 1, 1, 0, 2, 2, 1, 1, 0, 3, 1, 0, 1, 2,
+                 1, 2, 0, 1, 0, 1, 3, 2]
+
+
+def test_splits_and_shards_of_valid_names_never_change():
+    from cnnlab.data.shards import shard_of
+
+    labels = [name.split("/")[0].split(".")[0] for name in GOLDEN_NAMES]
+    assignment = assign_splits(GOLDEN_NAMES, labels, SplitOptions("stratified", val=4, test=4, seed=3))
+    triples = [(name, label, split) for name, label, split in zip(GOLDEN_NAMES, labels, assignment) if split]
+    assert split_manifest_hash(triples) == GOLDEN_SPLIT_HASH
+    assert [shard_of(name, 4) for name in GOLDEN_NAMES] == GOLDEN_SHARDS
+
+
+def test_names_that_are_not_utf8_are_split_and_sharded_by_their_bytes(tmp_path):
+    import os
+
+    from cnnlab.data.shards import shard_of
+
+    for raw in (b"cat.\xff\xfe.jpg", b"cat.1.jpg", b"cat.2.jpg", b"cat.3.jpg", b"dog.1.jpg", b"dog.2.jpg", b"dog.3.jpg",
+                b"dog.\xe9.jpg", b"notes-\xff.txt"):
+        (tmp_path / os.fsdecode(raw)).write_bytes(b"x")
+    found = find_labelled_files(tmp_path)
+    assert os.fsdecode(b"cat.\xff\xfe.jpg") in found.paths
+    assert found.ignored == [{"path": "notes-\\xff.txt", "reason": "not an image file extension"}]
+    assignment = assign_splits(found.paths, found.labels, SplitOptions("stratified", val=2, test=2))
+    assert sorted(split for split in assignment) == ["test"] * 2 + ["train"] * 4 + ["val"] * 2
+    assert shard_of(os.fsdecode(b"cat.\xff\xfe.jpg"), 4) in range(4)
+    again = assign_splits(list(reversed(found.paths)), list(reversed(found.labels)), SplitOptions("stratified", val=2, test=2))
+    assert list(reversed(again)) == assignment  # a function of each name's bytes, not of the order

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from cnnlab.data.cache import MANIFEST_NAME, PrepareOptions, prepare, read_manif
 from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.reader import open_cache
 from cnnlab.data.splits import SplitOptions
+from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
 from imagefiles import write_bad_files, write_unusual_good_files
 
 STRATIFIED_ALL_TRAIN = SplitOptions("stratified", val=4, test=2, seed=0)
@@ -145,3 +147,152 @@ def test_survey_lists_unreadable_files_from_headers_alone(small_kaggle_folder):
     assert report["per_class"] == {"cat": 12 + len(bad), "dog": 12 + len(awkward)}
     assert {item["path"] for item in report["format_mismatches"]} >= {"dog.9101.jpg", "dog.9102.jpg", "dog.9103.jpg"}
     assert report["modes"]["RGB"] >= 24 and "CMYK" in report["modes"]
+
+
+# ---- issue 17: --out must be cnnlab's; leftovers of killed runs; nothing usable ---------------------
+
+REFUSED = "exists and is not a cnnlab cache; choose another --out"
+
+
+def _snapshot(folder):
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def _foreign_folder(folder):
+    """A folder of someone else's files, with names a cache also uses."""
+    folder.mkdir(parents=True)
+    (folder / "images-001.npy").write_bytes(b"my own array")
+    (folder / "images-0123456789abcdef.npy").write_bytes(b"named like a cache's, but not in a cache")
+    (folder / "manifest.json").write_text(json.dumps({"format_version": 1, "files": ["a", "b"]}))
+    (folder / "prepare-report.json").write_text("my notes")
+    (folder / "photo.jpg").write_bytes(b"keep me")
+    return folder
+
+
+@pytest.mark.parametrize("shards", [None, 2])
+def test_prepare_refuses_a_folder_that_is_not_a_cache_and_touches_nothing(small_kaggle_folder, tmp_path, shards):
+    out = _foreign_folder(tmp_path / "mine")
+    before = _snapshot(out)
+    command = [sys.executable, "-m", "cnnlab", "prepare", str(small_kaggle_folder), "--out", str(out)]
+    result = subprocess.run(command + (["--shards", str(shards)] if shards else []), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and REFUSED in result.stderr and str(out) in result.stderr
+    assert _snapshot(out) == before
+
+
+def test_prepare_writes_into_new_empty_or_cnnlab_folders(small_kaggle_folder, tmp_path):
+    options = PrepareOptions(split=STRATIFIED_ALL_TRAIN, workers=1)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new" / "cache", tmp_path / "empty"):
+        prepare(small_kaggle_folder, out, options, show_progress=False)
+        prepare(small_kaggle_folder, out, options, show_progress=False)  # a cache now: written again
+    with pytest.raises(UserError, match="is not a folder"):
+        (tmp_path / "file").write_text("x")
+        prepare(small_kaggle_folder, tmp_path / "file", options, show_progress=False)
+
+
+def _dead_process_id() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_dead_runs_are_removed_and_those_of_live_runs_kept(small_kaggle_folder, tmp_path):
+    out = tmp_path / "cache"
+    # Only what a first prepare killed before its manifest leaves: still cnnlab's folder.
+    out.mkdir()
+    dead, alive = _dead_process_id(), os.getppid()
+    leftovers = [f".images-{dead}.npy.partial", f".manifest.json.{dead}.partial", f".prepare-report.json.{dead}.partial"]
+    for name in leftovers + [f".images-{alive}.npy.partial", "images-00000000000000ff.npy"]:
+        (out / name).write_bytes(b"\0" * 100)
+    prepare(small_kaggle_folder, out, PrepareOptions(split=STRATIFIED_ALL_TRAIN, workers=1), show_progress=False)
+    names = {path.name for path in out.iterdir()}
+    assert not names & set(leftovers)
+    assert f".images-{alive}.npy.partial" in names  # another prepare may be writing it
+    assert "images-00000000000000ff.npy" not in names  # a pixel file no manifest names
+    assert open_cache(out).images.shape[0] == 24
+
+
+def test_a_prepare_killed_mid_run_is_cleaned_up_by_the_next(small_kaggle_folder, tmp_path):
+    out = tmp_path / "cache"
+    script = (
+        "import sys, time\n"
+        "from cnnlab.data import cache\n"
+        "from cnnlab.data.splits import SplitOptions\n"
+        "decode = cache.decode_in_parallel\n"
+        "def slowly(*arguments, **options):\n"
+        "    for result in decode(*arguments, **options):\n"
+        "        time.sleep(0.5)\n"
+        "        yield result\n"
+        "cache.decode_in_parallel = slowly\n"
+        "cache.prepare(sys.argv[1], sys.argv[2], cache.PrepareOptions(split=SplitOptions('stratified', val=4, test=2),"
+        " workers=1), show_progress=False)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(small_kaggle_folder), str(out)])
+    partial = out / f".images-{process.pid}.npy.partial"
+    try:
+        for _ in range(600):
+            if partial.exists() and partial.stat().st_size > 128:
+                break
+            time.sleep(0.05)
+        assert partial.exists(), "the prepare never started writing"
+    finally:
+        process.kill()  # SIGKILL: no cleanup of its own
+        process.wait()
+    assert partial.exists() and not (out / MANIFEST_NAME).exists()
+    prepare(small_kaggle_folder, out, PrepareOptions(split=STRATIFIED_ALL_TRAIN, workers=1), show_progress=False)
+    assert not [path.name for path in out.iterdir() if path.name.endswith(".partial")]
+    assert open_cache(out).images.shape[0] == 24
+
+
+def _unusable_folder(folder):
+    folder.mkdir(parents=True)
+    for label in ("cat", "dog"):
+        (folder / f"{label}.1.jpg").write_bytes(b"")
+        (folder / f"{label}.2.jpg").write_bytes(b"<html>not found</html>")
+        (folder / f"{label}.3.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 100)
+    return folder
+
+
+def test_prepare_stops_when_not_one_photo_can_be_used(tmp_path):
+    photos = _unusable_folder(tmp_path / "photos")
+    options = PrepareOptions(split=SplitOptions("stratified", val=2, test=2), workers=1)
+    with pytest.raises(UserError) as error:
+        prepare(photos, tmp_path / "cache", options, show_progress=False)
+    message = str(error.value)
+    assert error.value.exit_code == EXIT_SOME_INPUTS_FAILED and "\n" not in message
+    assert "none of the 6 photos" in message and "cat.1.jpg: empty file (0 bytes)" in message
+    report = json.loads((tmp_path / "cache" / "prepare-report.json").read_text())
+    assert len(report["skipped"]) == 6 and "no cache written" in report["summary"]
+    assert not (tmp_path / "cache" / MANIFEST_NAME).exists() and not list((tmp_path / "cache").glob("*.npy"))
+
+    result = subprocess.run([sys.executable, "-m", "cnnlab", "prepare", str(photos), "--out", str(tmp_path / "cache"),
+                             "--split", "stratified", "--val", "2", "--test", "2"], capture_output=True, text=True,
+                            timeout=120)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("cnnlab prepare: error:")]
+    assert result.returncode == EXIT_SOME_INPUTS_FAILED and "Traceback" not in result.stderr, result.stderr
+    assert len(errors) == 1 and "none of the 6 photos" in errors[0]  # the other line is the progress bar
+
+
+def test_a_usable_cache_survives_a_run_where_every_photo_fails(small_kaggle_folder, tmp_path):
+    out = tmp_path / "cache"
+    options = PrepareOptions(split=STRATIFIED_ALL_TRAIN, workers=1)
+    prepare(small_kaggle_folder, out, options, show_progress=False)
+    manifest = (out / MANIFEST_NAME).read_bytes()
+    for path in small_kaggle_folder.iterdir():
+        path.write_bytes(b"")  # e.g. a sync that emptied every file
+    with pytest.raises(UserError, match="none of the 24 photos"):
+        prepare(small_kaggle_folder, out, options, show_progress=False)
+    assert (out / MANIFEST_NAME).read_bytes() == manifest and open_cache(out).images.shape[0] == 24
+
+
+def test_a_sharded_prepare_stops_when_not_one_photo_can_be_used(tmp_path):
+    from cnnlab.data.shards import prepare_sharded
+
+    photos = _unusable_folder(tmp_path / "photos")
+    with pytest.raises(UserError) as error:
+        prepare_sharded(photos, tmp_path / "cache", PrepareOptions(split=SplitOptions("stratified", val=2, test=2),
+                                                                   workers=1), 2, show_progress=False)
+    assert error.value.exit_code == EXIT_SOME_INPUTS_FAILED and "none of the 6 photos" in str(error.value)
+    assert not (tmp_path / "cache" / MANIFEST_NAME).exists()

@@ -9,8 +9,13 @@ A cache is a folder holding
   cache or none, never a manifest that points at half-written pixels.
 
 The manifest is a pure function of the inputs (no timestamps), so an unchanged folder gives a
-byte-identical manifest. Re-running reuses the pixels of unchanged files (same path, size and
-mtime, same decode options) and decodes only new or changed ones.
+byte-identical manifest. Records keep each photo's relative path exactly (a name that is not
+UTF-8 is stored with its surrogate escapes, which JSON keeps and Python reads back); skipped
+entries, written for people, carry printable paths (photo_file.printable_path).
+
+Re-running reuses the pixels of unchanged files (same path, size and mtime, same decode
+options) and decodes only new or changed ones. `prepare` writes only into a folder that is
+cnnlab's (cache_folder.py), and stops with exit status 1 when not one selected photo can be used.
 
 `prepare_selection` also writes each shard of a sharded cache (cnnlab.data.shards): a shard is
 an ordinary cache of a subset of the photos whose manifest carries a "shard" entry.
@@ -22,36 +27,23 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import PIL
 
+from cnnlab.data.cache_folder import (FORMAT_VERSION, MANIFEST_NAME, PIXEL_FILE, REPORT_NAME, check_out_folder,
+                                     is_cnnlab_manifest, load_manifest, remove_stale_temporaries)
 from cnnlab.data.cache_io import NPY_HEADER_BYTES, RowReader, finish_npy, replace_atomically
-from cnnlab.data.decode import DecodeOptions
-from cnnlab.data.labels import class_order, find_labelled_files
 from cnnlab.data.parallel import decode_in_parallel
-from cnnlab.data.splits import SPLIT_NAMES, SplitOptions, assign_splits, split_manifest_hash
+from cnnlab.data.photo_file import printable_path
+from cnnlab.data.selection import PrepareOptions, Selection, select_photos  # select_photos: part of this module's API
+from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
 from cnnlab.progress import Progress
-from cnnlab.errors import UserError
+from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
 
-FORMAT_VERSION = 1
-MANIFEST_NAME = "manifest.json"
-REPORT_NAME = "prepare-report.json"
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    decode: DecodeOptions = DecodeOptions()
-    split: SplitOptions = SplitOptions()
-    layout: str = "auto"
-    classes: tuple[str, ...] | None = None  # explicit class order; default sorted (tutorial: dog, cat)
-    workers: int = 0  # 0 = one per CPU core
-
-    def decode_key(self) -> dict:
-        """What the pixels depend on: reuse across runs only when all of it matches."""
-        return {**asdict(self.decode), "pillow": PIL.__version__}
+# How many skipped photos the error for "not one photo could be used" names (all are in the report).
+REASONS_SHOWN = 3
 
 
 @dataclass
@@ -87,11 +79,14 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict | None:
         manifest = json.loads((cache_dir / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("format_version") != FORMAT_VERSION or "shards" in manifest:
+    if not is_cnnlab_manifest(manifest) or manifest.get("format_version") != FORMAT_VERSION or "shards" in manifest:
         return None  # a sharded cache's top-level manifest has no pixels of its own (see shards.py)
-    pixels = cache_dir / manifest.get("image_file", "")
-    rows, height, width, channels = manifest["shape"]
-    expected = NPY_HEADER_BYTES + rows * height * width * channels
+    try:
+        pixels = cache_dir / manifest["image_file"]
+        rows, height, width, channels = manifest["shape"]
+        expected = NPY_HEADER_BYTES + rows * height * width * channels
+    except (KeyError, TypeError, ValueError):
+        return None
     if not pixels.is_file() or pixels.stat().st_size != expected:
         return None
     return manifest
@@ -102,52 +97,16 @@ def _reusable_rows(old: dict | None, root: Path, decode_key: dict) -> tuple[dict
     if not old or old["decode"] != decode_key or old["source"]["root"] != str(root):
         return {}, {}
     records = {record["path"]: (row, record) for row, record in enumerate(old["records"])}
-    skips = {skip["path"]: skip for skip in old["skipped"] if "bytes" in skip}
+    skips = {skip["path"]: skip for skip in old["skipped"] if "bytes" in skip}  # printable paths
     return records, skips
-
-
-@dataclass
-class Selection:
-    """The photos a cache holds, in cache order, with labels and splits: everything but pixels.
-
-    Computed once from the whole folder, so that every shard of a sharded cache shares the
-    split, the class order and the row order an unsharded cache would have.
-    """
-
-    root: Path
-    layout: str
-    paths: list[str]  # every photo found, relative to root
-    labels: list[str]
-    ignored: list[dict]  # found but not photos (wrong extension)
-    split: SplitOptions  # resolved
-    classes: list[str]
-    assignment: list[str | None]  # split of each photo, None = unused
-    selected: list[int]  # positions of the photos to cache, in cache row order
-    shard: dict | None = None  # {"index", "count"} when this selection is one shard
-
-
-def select_photos(data_dir: str | os.PathLike, options: PrepareOptions) -> Selection:
-    """List, label and split the photos of `data_dir` (no decoding). Raises ValueError on bad input."""
-    root = Path(data_dir).resolve()
-    found = find_labelled_files(root, options.layout)
-    split = options.split.resolved()
-    classes = class_order(found.labels, list(options.classes) if options.classes else None,
-                          tutorial=split.kind == "tutorial")
-    assignment = assign_splits(found.paths, found.labels, split)
-    order = {name: position for position, name in enumerate(SPLIT_NAMES)}
-    selected = sorted(
-        (position for position, split_name in enumerate(assignment) if split_name),
-        key=lambda position: order[assignment[position]],  # stable: keeps natural file order
-    )
-    return Selection(root, found.layout, found.paths, found.labels, found.ignored, split, classes, assignment, selected)
 
 
 def sharded_count(cache_dir: str | os.PathLike) -> int | None:
     """The number of shards when `cache_dir` holds a sharded cache's top-level manifest."""
+    manifest = load_manifest(Path(cache_dir))
     try:
-        manifest = json.loads((Path(cache_dir) / MANIFEST_NAME).read_text())
-        return int(manifest["sharding"]["count"]) if "shards" in manifest else None
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(manifest["sharding"]["count"]) if manifest and "shards" in manifest else None
+    except (KeyError, TypeError, ValueError):
         return None
 
 
@@ -157,14 +116,20 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     count = sharded_count(cache_dir)
     if count is not None:
         raise UserError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
-    return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress)
+    check_out_folder(cache_dir)
+    return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress, refuse_empty=True)
 
 
 def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, options: PrepareOptions,
-                      show_progress: bool = True) -> PrepareResult:
-    """Decode (or reuse) the pixels of `selection` into the cache folder `cache_dir`."""
+                      show_progress: bool = True, refuse_empty: bool = False) -> PrepareResult:
+    """Decode (or reuse) the pixels of `selection` into the cache folder `cache_dir`.
+
+    With `refuse_empty`, a selection none of whose photos can be used raises a UserError (exit
+    status 1) after writing the report, and leaves the folder's cache as it was.
+    """
     started = time.perf_counter()
     found, root, cache_dir = selection, selection.root, Path(cache_dir)
+    remove_stale_temporaries(cache_dir)
     split, classes, assignment, selected = selection.split, selection.classes, selection.assignment, selection.selected
     decode_key = options.decode_key()
     old = read_manifest(cache_dir)
@@ -179,10 +144,11 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
         except OSError:
             signature = (0, 0)
         reuse = None
+        printable = printable_path(relative)
         if relative in old_records and (old_records[relative][1]["bytes"], old_records[relative][1]["mtime_ns"]) == signature:
             reuse = old_records[relative]
-        elif relative in old_skips and (old_skips[relative]["bytes"], old_skips[relative]["mtime_ns"]) == signature:
-            reuse = old_skips[relative]
+        elif printable in old_skips and (old_skips[printable]["bytes"], old_skips[printable]["mtime_ns"]) == signature:
+            reuse = old_skips[printable]
         plan.append((position, signature, reuse))
 
     to_decode = [str(root / found.paths[position]) for position, _, reuse in plan if reuse is None]
@@ -203,7 +169,7 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
             else:
                 pixels, md5, reason = reuse[0], reuse[1]["md5"], None
             if reason is not None:
-                yield {**base, "md5": md5, "reason": reason}, None
+                yield {**base, "path": printable_path(base["path"]), "md5": md5, "reason": reason}, None
             else:
                 label = found.labels[position]
                 yield {**base, "md5": md5, "class": label, "label": classes.index(label),
@@ -218,12 +184,15 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
                                    found.ignored + [e for e, pixels in entries if pixels is None], selection.shard)
         up_to_date = manifest == old
     if not up_to_date:
-        manifest = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
+        manifest, committed = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
                                 old if old_records else None, row_shape,
                                 lambda records, skipped: _build_manifest(root, found.layout, options, decode_key, split,
                                                                          classes, records, found.ignored + skipped,
-                                                                         selection.shard))
+                                                                         selection.shard),
+                                commit_empty=not (refuse_empty and plan))
         progress.close()
+        if not committed:
+            _refuse_unusable(cache_dir, root, len(plan), manifest["skipped"], time.perf_counter() - started)
     skipped = manifest["skipped"]
     reused = sum(1 for _, _, reuse in plan if reuse is not None and "reason" not in reuse)
     result = PrepareResult(cache_dir, manifest, decoded=len(to_decode), reused=reused,
@@ -234,8 +203,29 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
     return result
 
 
-def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_manifest) -> dict:
-    """Stream pixels to a partial file, then commit it and the manifest (manifest last)."""
+def _refuse_unusable(cache_dir: Path, root: Path, count: int, skipped: list[dict], seconds: float) -> None:
+    """Not one selected photo could be used: report every reason, then stop with exit status 1.
+
+    The error comes after prepare-report.json is written, so that no reason is lost, and
+    instead of committing a cache: an empty cache trains nothing, and it would replace a usable
+    cache already in the folder (as when the photos' drive is missing and every read fails).
+    """
+    report = {"summary": f"no cache written: none of the {count} photos selected in {printable_path(root)} could be used",
+              "decoded": count, "reused": 0, "seconds": round(seconds, 2), "skipped": skipped}
+    replace_atomically(cache_dir / REPORT_NAME, json.dumps(report, indent=1).encode())
+    photos = [item for item in skipped if "bytes" in item] or skipped  # selected photos first, other files after
+    first = "; ".join(f"{item['path']}: {item['reason']}" for item in photos[:REASONS_SHOWN])
+    raise UserError(f"none of the {count} photos selected in {printable_path(root)} could be used, all {count} skipped "
+                    f"(first: {first}); every reason is in {cache_dir / REPORT_NAME}; no cache was written",
+                    exit_code=EXIT_SOME_INPUTS_FAILED)
+
+
+def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_manifest, commit_empty: bool = True):
+    """Stream pixels to a partial file, then commit it and the manifest (manifest last).
+
+    Returns (manifest, committed): with no photo usable and not `commit_empty`, nothing is
+    committed and the folder keeps what it held.
+    """
     partial = cache_dir / f".images-{os.getpid()}.npy.partial"
     old_rows = RowReader(cache_dir / old["image_file"], row_shape) if old else None
     records, skipped = [], []
@@ -250,12 +240,14 @@ def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_ma
                 records.append(entry)
             finish_npy(output, (len(records), *row_shape))
         manifest = build_manifest(records, skipped)
+        if not records and not commit_empty:
+            return manifest, False
         os.replace(partial, cache_dir / manifest["image_file"])
         replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
-        for stale in cache_dir.glob("images-*.npy"):
-            if stale.name != manifest["image_file"]:
+        for stale in cache_dir.iterdir():  # pixel files of older caches: only names cnnlab writes
+            if PIXEL_FILE.match(stale.name) and stale.name != manifest["image_file"]:
                 stale.unlink()
-        return manifest
+        return manifest, True
     finally:
         if old_rows:
             old_rows.close()

@@ -3,18 +3,24 @@
 Real archives (Kaggle's, Microsoft's PetImages) hold zero-byte and truncated JPEGs, text files
 named .jpg, PNGs saved as .jpg, CMYK, 16-bit, palette and transparent images. Every such case
 either decodes to a sensible RGB picture or raises `BadImage` with a one-line reason; nothing
-else escapes, and the source file is only ever read.
+else escapes, and the source file is only ever read. Which files are read at all, and how, is
+photo_file's policy; how a JPEG cut short is found, truncation's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import struct
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cnnlab.data import truncation
+from cnnlab.data.photo_file import MAX_PHOTO_BYTES, BadImage, read_photo
 from cnnlab.errors import UserError
 
 FITS = ("stretch", "pad", "crop")
@@ -26,10 +32,14 @@ MAX_PIXELS = 40_000_000
 RESAMPLE = Image.Resampling.BICUBIC
 EXIF_ORIENTATION_TAG = 0x0112
 PAD_COLOUR = (0, 0, 0)
-
-
-class BadImage(Exception):
-    """A file that cannot be used as a photo; the message is the reason, for the report."""
+# Bounds of --size: a 4096 x 4096 picture is already 48 MB of pixels per image in a cache, and
+# a size past these fails every photo for lack of memory rather than teaching anything.
+MAX_SIZE_SIDE = 4096
+MAX_SIZE_PIXELS = 16_000_000
+TRUNCATED = truncation.TRUNCATED
+# Pillow's errors for bytes that do not make a picture (struct.error and IndexError: its parsers
+# of odd metadata). MemoryError is not among them: it is reported as what it is.
+_DATA_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, Image.DecompressionBombError)
 
 
 @dataclass(frozen=True)
@@ -57,11 +67,43 @@ def parse_size(text: str) -> tuple[int, int]:
         raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 94x125") from None
     if width < 1 or height < 1:
         raise UserError(f"--size {text!r}: width and height must be positive")
+    if width > MAX_SIZE_SIDE or height > MAX_SIZE_SIDE or width * height > MAX_SIZE_PIXELS:
+        raise UserError(f"--size {text!r} is too large: each side at most {MAX_SIZE_SIDE} and at most "
+                        f"{MAX_SIZE_PIXELS:,} pixels in all; choose a smaller --size")
     return width, height
 
 
+def _reason(error: BaseException, fallback: str) -> str:
+    """One line for the report from a Pillow error; every kind of truncation reads the same."""
+    text = str(error) or type(error).__name__
+    return TRUNCATED if "truncat" in text.lower() else f"{fallback} ({text})"
+
+
+def _total_bytes(source) -> int | None:
+    try:
+        return os.fstat(source.fileno()).st_size
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        pass
+    try:
+        position = source.seek(0, os.SEEK_END)
+        source.seek(0)
+        return position
+    except (AttributeError, OSError):
+        return None
+
+
 def open_checked(source) -> Image.Image:
-    """Open an image lazily (header only), refusing non-images and decompression bombs."""
+    """Open an image lazily (header only), refusing non-images, decompression bombs and files too
+    short for the picture their header claims.
+
+    `source` is bytes, a file object, or a path (read whole, through photo_file's checks).
+    """
+    if isinstance(source, (str, os.PathLike)):
+        source = read_photo(source)
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise BadImage("empty file (0 bytes)")
+        source = io.BytesIO(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -70,13 +112,19 @@ def open_checked(source) -> Image.Image:
         raise BadImage("not an image (unrecognised format)") from None
     except Image.DecompressionBombError as error:
         raise BadImage(f"decompression bomb refused ({error})") from None
-    except (Image.DecompressionBombWarning, OSError, SyntaxError, ValueError) as error:
-        raise BadImage(f"unreadable header ({error})") from None
+    except (Image.DecompressionBombWarning, OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
+        raise BadImage(_reason(error, "unreadable header")) from None
     width, height = image.size
     if width * height > MAX_PIXELS:
+        image.close()
         raise BadImage(f"decompression bomb refused ({width}x{height} exceeds the {MAX_PIXELS:,}-pixel cap)")
     if width < 1 or height < 1:
+        image.close()
         raise BadImage(f"empty image ({width}x{height})")
+    total = _total_bytes(source)
+    if image.format in ("JPEG", "MPO") and total is not None and truncation.too_small(source, image, total):
+        image.close()
+        raise BadImage(TRUNCATED)
     return image
 
 
@@ -130,42 +178,68 @@ def fit_image(image: Image.Image, options: DecodeOptions) -> Image.Image:
     return ImageOps.pad(image, size, RESAMPLE, color=PAD_COLOUR)
 
 
+def _loaded(data: bytes, options: DecodeOptions) -> Image.Image:
+    """Open, set the draft scale and decode the pixels; truncated data raises here, as we never
+    set LOAD_TRUNCATED_IMAGES."""
+    image = open_checked(data)
+    try:
+        _apply_draft(image, options)
+        image.load()
+    except BaseException:
+        image.close()
+        raise
+    return image
+
+
+def _source_bytes(source) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        return read_photo(source)
+    data = source.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise BadImage(f"file too large (over {MAX_PHOTO_BYTES // 2**20} MB, the cap for a photo)")
+    return data
+
+
 def decode_image(source, options: DecodeOptions = DecodeOptions()) -> np.ndarray:
     """Decode a path, file object or bytes into a (height, width, 3) uint8 array.
 
     Raises BadImage (with a reason) for anything that is not a usable photo.
     """
-    if isinstance(source, (bytes, bytearray)):
-        if not source:
-            raise BadImage("empty file (0 bytes)")
-        source = io.BytesIO(source)
-    image = open_checked(source)
+    data = _source_bytes(source)
+    if not data:
+        raise BadImage("empty file (0 bytes)")
+    size = None
     try:
+        image = _loaded(data, options)
+        size = image.size
         with image:
-            _apply_draft(image, options)
-            image.load()  # truncated data raises here: we never set LOAD_TRUNCATED_IMAGES
+            if image.format in ("JPEG", "MPO") and truncation.ends_early(data, image, lambda other: _loaded(other, options)):
+                raise BadImage(TRUNCATED)
             if getattr(image, "n_frames", 1) > 1:
                 image.seek(0)  # first frame of an animation
-            image = ImageOps.exif_transpose(image)
-            image = to_rgb(image)
-            image = fit_image(image, options)
-            return np.asarray(image, dtype=np.uint8).copy()
+            picture = ImageOps.exif_transpose(image)
+            picture = to_rgb(picture)
+            picture = fit_image(picture, options)
+            return np.asarray(picture, dtype=np.uint8).copy()
     except BadImage:
         raise
-    except (OSError, SyntaxError, ValueError, EOFError, MemoryError, Image.DecompressionBombError) as error:
-        text = str(error) or type(error).__name__
-        if "truncated" in text.lower():
-            raise BadImage(f"truncated image data ({text})") from None
-        raise BadImage(f"corrupt image data ({text})") from None
+    except MemoryError:
+        # The machine's limit, not the file's fault: never reported as corrupt data.
+        what = f"this {size[0]}x{size[1]} image" if size else "this image"
+        raise BadImage(f"not enough memory to decode {what} at {options.width}x{options.height} "
+                       "(the file itself may be fine)") from None
+    except _DATA_ERRORS as error:
+        raise BadImage(_reason(error, "corrupt image data")) from None
 
 
 def decode_file(path: str, options: DecodeOptions) -> tuple[np.ndarray | None, str, str | None]:
-    """Read a file once: (pixels or None, md5 of its bytes, reason if bad). Never raises."""
+    """Read a file once: (pixels or None, md5 of its bytes, reason if bad). Never raises for a bad file."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as error:
-        return None, "", f"cannot read file ({error.strerror or error})"
+        data = read_photo(path)
+    except BadImage as reason:
+        return None, "", str(reason)
     digest = hashlib.md5(data).hexdigest()
     try:
         return decode_image(data, options), digest, None

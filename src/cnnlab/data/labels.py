@@ -13,6 +13,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cnnlab.data.photo_file import printable_path
 from cnnlab.errors import UserError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"})
@@ -38,9 +40,9 @@ class LabelledFiles:
 
     root: Path
     layout: str
-    paths: list[str] = field(default_factory=list)  # relative to root, '/'-separated
+    paths: list[str] = field(default_factory=list)  # relative to root, '/'-separated (may hold surrogate escapes)
     labels: list[str] = field(default_factory=list)
-    ignored: list[dict] = field(default_factory=list)  # {"path", "reason"}
+    ignored: list[dict] = field(default_factory=list)  # {"path": printable, "reason"}
 
     def class_names(self) -> list[str]:
         return sorted(set(self.labels))
@@ -100,15 +102,18 @@ def find_labelled_files(root: str | os.PathLike, layout: str = "auto") -> Labell
                     found.paths.append(relative)
                     found.labels.append(class_folder.name)
                 else:
-                    found.ignored.append({"path": relative, "reason": "not an image file extension"})
+                    found.ignored.append({"path": printable_path(relative), "reason": "not an image file extension"})
     else:
         for path in sorted(root.iterdir(), key=lambda p: natural_key(p.name)):
-            if not path.is_file() or _is_hidden(path.name):
+            # Folders are not photos; anything else named like one (a FIFO, a link that loops or
+            # leads nowhere) is listed, so that reading it reports why it is not a photo.
+            if _is_hidden(path.name) or path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                found.ignored.append({"path": path.name, "reason": "not an image file extension"})
+                found.ignored.append({"path": printable_path(path.name), "reason": "not an image file extension"})
             elif path.name.count(".") < 2:
-                found.ignored.append({"path": path.name, "reason": "no label before the first dot (expected label.id.jpg)"})
+                found.ignored.append({"path": printable_path(path.name),
+                                      "reason": "no label before the first dot (expected label.id.jpg)"})
             else:
                 found.paths.append(path.name)
                 found.labels.append(path.name.split(".", 1)[0])

@@ -27,20 +27,24 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, PrepareOptions, PrepareResult, prepare_selection,
-                               read_manifest, select_photos, sharded_count)
+from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, REASONS_SHOWN, REPORT_NAME, PrepareOptions, PrepareResult,
+                               prepare_selection, read_manifest, select_photos, sharded_count)
+from cnnlab.data.cache_folder import check_out_folder, is_cnnlab_manifest, remove_stale_temporaries
 from cnnlab.data.cache_io import replace_atomically
+from cnnlab.data.photo_file import path_bytes, printable_path
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
-from cnnlab.errors import UserError
+from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
 
-SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"
+SHARD_ASSIGNMENT = "int(sha256(relative path, UTF-8).hexdigest()[:16], 16) % count"  # a non-UTF-8 name: its own bytes
 ROW_ORDER = "as an unsharded cache: train, val, test, each in natural file order; row_shards[row] = shard"
 MAX_SHARDS = 1000
 
 
 def shard_of(relative_path: str, count: int) -> int:
     """The shard of a photo: a function of its relative path only (see SHARD_ASSIGNMENT)."""
-    return int(hashlib.sha256(relative_path.encode("utf-8")).hexdigest()[:16], 16) % count
+    # The name's own bytes: UTF-8 for every valid name (so shards never move), and no
+    # UnicodeEncodeError for a name that is not UTF-8.
+    return int(hashlib.sha256(path_bytes(relative_path)).hexdigest()[:16], 16) % count
 
 
 def shard_folder(index: int, count: int) -> str:
@@ -53,7 +57,7 @@ def read_sharded_manifest(cache_dir: str | os.PathLike) -> dict | None:
         manifest = json.loads((Path(cache_dir) / MANIFEST_NAME).read_text())
     except (OSError, ValueError):
         return None
-    if manifest.get("format_version") != FORMAT_VERSION or "shards" not in manifest:
+    if not is_cnnlab_manifest(manifest) or manifest.get("format_version") != FORMAT_VERSION or "shards" not in manifest:
         return None
     return manifest
 
@@ -87,7 +91,8 @@ class ShardedPrepareResult:
 
 
 def _check_folder(cache_dir: Path, count: int) -> None:
-    """Refuse to mix layouts or shard counts in one folder (stale shards would linger)."""
+    """Refuse a folder that is not cnnlab's, or that mixes layouts or shard counts (stale shards would linger)."""
+    check_out_folder(cache_dir)
     existing = sharded_count(cache_dir)
     if existing is not None and existing != count:
         raise UserError(f"{cache_dir} holds a cache of {existing} shards, not {count}; pass --shards {existing} "
@@ -123,9 +128,25 @@ def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, o
         results[index] = prepare_selection(part, cache_dir / shard_folder(index, count), options, show_progress)
     manifest = None
     if only is None:
+        _refuse_if_unusable(cache_dir, selection, results)
+        remove_stale_temporaries(cache_dir)
         manifest = _top_manifest(selection, shard_by_path, count, results)
         replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     return ShardedPrepareResult(cache_dir, count, results, manifest, time.perf_counter() - started)
+
+
+def _refuse_if_unusable(cache_dir: Path, selection, results: dict[int, PrepareResult]) -> None:
+    """Not one selected photo usable in any shard: stop with exit status 1, before the top-level
+    manifest is written (so the folder does not open as a cache). Each shard's report lists its reasons."""
+    if not selection.selected or any(result.manifest["shape"][0] for result in results.values()):
+        return
+    skipped = sorted((item for result in results.values() for item in result.skipped if "bytes" in item),
+                     key=lambda item: item["path"])
+    first = "; ".join(f"{item['path']}: {item['reason']}" for item in skipped[:REASONS_SHOWN])
+    count = len(selection.selected)
+    raise UserError(f"none of the {count} photos selected in {printable_path(selection.root)} could be used, all {count} "
+                    f"skipped (first: {first}); every reason is in each shard's {REPORT_NAME}; no cache was completed",
+                    exit_code=EXIT_SOME_INPUTS_FAILED)
 
 
 def _top_manifest(selection, shard_by_path: list[int], count: int, results: dict[int, PrepareResult]) -> dict:

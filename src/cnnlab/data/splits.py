@@ -16,6 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from cnnlab.data.labels import natural_key
+from cnnlab.data.photo_file import path_bytes
 from cnnlab.errors import UserError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -56,7 +57,9 @@ class SplitOptions:
 
 
 def _seeded_order(path: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{path}".encode()).hexdigest()
+    # The bytes of the name: UTF-8 for every valid name, so existing splits never change, and
+    # the name's own bytes for one that is not UTF-8 (str.encode() would raise on its surrogates).
+    return hashlib.sha256(f"{seed}:".encode() + path_bytes(path)).hexdigest()
 
 
 def _per_class(total: int | None, number_of_classes: int, name: str) -> int | None:
@@ -124,6 +127,7 @@ def assign_splits(paths: list[str], labels: list[str], options: SplitOptions) ->
 
 def split_manifest_hash(entries: list[tuple[str, str, str]]) -> str:
     """SHA-256 of the sorted (path, label, split) triples: two caches with the same hash were
-    built from the same files, labelled and split the same way."""
+    built from the same files, labelled and split the same way. (JSON writes a non-UTF-8 name's
+    surrogate escapes as \\udcNN, so every name hashes, and valid names as they always have.)"""
     canonical = json.dumps(sorted(entries), separators=(",", ":")).encode()
     return hashlib.sha256(canonical).hexdigest()

@@ -1,8 +1,13 @@
 """`cnnlab survey`: what is in a folder of photos, read from file headers only.
 
 Pillow's `Image.open` parses the header and stops, so sizes, modes and formats of thousands
-of photos come back in a second or two without decoding a pixel. Truncated pixel data is
-therefore not detected here; `prepare` finds it when it decodes.
+of photos come back in a second or two without decoding a pixel. Files are opened through
+photo_file's checks (no FIFO, device or looping link is ever opened), and a JPEG too small for
+the size its header claims is reported as truncated; pixel data cut short further on is not
+detected here (that needs a decode), `prepare` finds it when it decodes.
+
+Paths in the report are printable (photo_file.printable_path): undecodable bytes of a file
+name appear as \\xNN, so the report prints and serialises whatever the names are.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from pathlib import Path
 
 from cnnlab.data.decode import BadImage, open_checked
 from cnnlab.data.labels import find_labelled_files
+from cnnlab.data.photo_file import open_photo, photo_size, printable_path
 
 
 def survey(root: str | os.PathLike, layout: str = "auto", top: int = 10) -> dict:
@@ -28,28 +34,25 @@ def survey(root: str | os.PathLike, layout: str = "auto", top: int = 10) -> dict
     for relative, label in zip(found.paths, found.labels):
         path = Path(found.root) / relative
         try:
-            size = path.stat().st_size
-            total_bytes += size
-            if size == 0:
-                raise BadImage("empty file (0 bytes)")
-            with open_checked(path) as image:
+            total_bytes += photo_size(path)  # type and size checked before anything is opened
+            with open_photo(path) as handle, open_checked(handle) as image:
                 width, height = image.size
                 shapes[(width, height)] += 1
                 modes[image.mode] += 1
                 formats[image.format or "unknown"] += 1
                 if image.format and path.suffix.lower() in (".jpg", ".jpeg") and image.format != "JPEG":
-                    mismatched.append({"path": relative, "format": image.format})
+                    mismatched.append({"path": printable_path(relative), "format": image.format})
         except BadImage as reason:
-            unreadable.append({"path": relative, "reason": str(reason)})
+            unreadable.append({"path": printable_path(relative), "reason": str(reason)})
             continue
         except OSError as error:
-            unreadable.append({"path": relative, "reason": f"cannot read file ({error})"})
+            unreadable.append({"path": printable_path(relative), "reason": f"cannot read file ({error.strerror or error})"})
             continue
         readable_per_class[label] += 1
         widths.append(width)
         heights.append(height)
     return {
-        "root": str(found.root),
+        "root": printable_path(found.root),
         "layout": found.layout,
         "images": len(found.paths),
         "per_class": found.counts(),

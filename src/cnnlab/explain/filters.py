@@ -25,6 +25,7 @@ import numpy as np
 from PIL import Image
 
 from cnnlab.data.decode import BadImage, DecodeOptions, decode_image, open_checked
+from cnnlab.data.photo_file import printable_path, read_photo
 from cnnlab.explain.convolution import PADDINGS, correlate
 from cnnlab.explain.kernels import Kernel, matrix_text, resolve_kernels
 from cnnlab.errors import UserError
@@ -56,13 +57,11 @@ class FiltersConfig:
 def load_photo(path, size: tuple[int, int] | None = None) -> np.ndarray:
     """A photo as (height, width, 3) uint8 through the project's decoder (EXIF orientation applied).
 
-    Raises ValueError naming the file for anything that is not a usable photo.
+    Raises ValueError naming the file for anything that is not a usable photo. The file is read
+    through photo_file's checks: a FIFO, a device or a looping link is refused, never opened.
     """
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise UserError(f"{path}: cannot read file ({error.strerror or error})") from None
-    try:
+        data = read_photo(path)
         if size is None:
             # The decoder always resizes; asking for the photo's own (upright) size makes that a copy.
             with open_checked(io.BytesIO(data)) as header:
@@ -72,7 +71,7 @@ def load_photo(path, size: tuple[int, int] | None = None) -> np.ndarray:
             return decode_image(data, DecodeOptions(width, height, draft=False))
         return decode_image(data, DecodeOptions(*size))
     except BadImage as reason:
-        raise UserError(f"{path}: {reason}") from None
+        raise UserError(f"{printable_path(path)}: {reason}") from None
 
 
 def greyscale(photo: np.ndarray) -> np.ndarray:
@@ -122,11 +121,12 @@ def explore_filters(config: FiltersConfig) -> list[Path]:
                        else "divided by the kernel sum, clipped to 0-255",
         })
     original = photo if config.colour else np.clip(source + 0.5, 0, 255).astype(np.uint8)
-    _draw_figure(written[0], Path(config.image).name, original, kernels, pixels, config)
+    # Printable: Matplotlib cannot draw the surrogate escapes of a name that is not UTF-8.
+    _draw_figure(written[0], printable_path(Path(config.image).name), original, kernels, pixels, config)
 
     summary = out / "filters.json"
     summary.write_text(json.dumps({
-        "image": str(config.image), "input_shape": list(source.shape),
+        "image": printable_path(config.image), "input_shape": list(source.shape),
         "channels": "rgb" if config.colour else "luminance (ITU-R BT.601)",
         "operation": "cross-correlation (no kernel flip), as Keras Conv2D computes it",
         "stride": config.stride, "padding": config.padding,

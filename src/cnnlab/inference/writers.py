@@ -4,16 +4,26 @@ Every format has one row per file, in input order: path, label, one probability 
 the threshold used and the error. Rows of files that failed have an empty label, empty
 probabilities and threshold, and the reason in `error`. For more than two classes the
 threshold is empty: the most probable class is the label.
+
+Paths are written printable (photo_file.printable_path): a file name that is not UTF-8 has
+each undecodable byte written as \\xNN, so one odd name never costs the other rows (an
+unencodable str would abort a UTF-8 CSV or JSON file, or the terminal, mid-run).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+
+from cnnlab.data.photo_file import printable_path
 from cnnlab.errors import UserError
 
 FORMATS = ("table", "csv", "json")
 FIXED_COLUMNS = ("path", "label", "threshold", "error")
+
+
+def _shown(path) -> str:
+    return "" if path is None else printable_path(path)
 
 
 def probability_columns(classes) -> list[str]:
@@ -54,11 +64,11 @@ class CsvWriter(RowWriter):
 
     def write_row(self, prediction) -> None:
         if prediction.error is not None:
-            self.writer.writerow([prediction.path or "", "", *([""] * len(self.classes)), "", prediction.error])
+            self.writer.writerow([_shown(prediction.path), "", *([""] * len(self.classes)), "", prediction.error])
             return
         probabilities = [format(prediction.probabilities[name], ".6g") for name in self.classes]
         threshold = "" if self.threshold is None else format(self.threshold, ".6g")
-        self.writer.writerow([prediction.path or "", prediction.label, *probabilities, threshold, ""])
+        self.writer.writerow([_shown(prediction.path), prediction.label, *probabilities, threshold, ""])
 
 
 class JsonWriter(RowWriter):
@@ -71,7 +81,7 @@ class JsonWriter(RowWriter):
 
     def write_row(self, prediction) -> None:
         failed = prediction.error is not None
-        row = {"path": prediction.path, "label": prediction.label, "probabilities": prediction.probabilities,
+        row = {"path": None if prediction.path is None else printable_path(prediction.path), "label": prediction.label, "probabilities": prediction.probabilities,
                "threshold": None if failed else self.threshold, "error": prediction.error}
         self.stream.write(self.separator + "  " + json.dumps(row))
         self.separator = ",\n"
@@ -95,7 +105,7 @@ class TableWriter(RowWriter):
         self.stream.write(f"{'path':<{self.path_width}}  {'label':<{self.label_width}}  {names}  threshold  error\n")
 
     def write_row(self, prediction) -> None:
-        path = f"{prediction.path or '-':<{self.path_width}}"
+        path = f"{_shown(prediction.path) or '-':<{self.path_width}}"
         if prediction.error is not None:
             blank = "  ".join(" " * width for width in self.widths)
             self.stream.write(f"{path}  {'':<{self.label_width}}  {blank}  {'':>9}  {prediction.error}\n")
@@ -112,5 +122,5 @@ def make_writer(kind: str, stream, classes, threshold, header: dict, paths=()) -
     if kind == "json":
         return JsonWriter(stream, classes, threshold, header)
     if kind == "table":
-        return TableWriter(stream, classes, threshold, header, max((len(path) for path in paths), default=4))
+        return TableWriter(stream, classes, threshold, header, max((len(_shown(path)) for path in paths), default=4))
     raise UserError(f"unknown format {kind!r}; choose one of {', '.join(FORMATS)}")
