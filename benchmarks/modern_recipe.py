@@ -24,7 +24,8 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 
-from cnnlab.backend import configure_keras, prepare_process  # noqa: E402
+from cnnlab.backend import configure_keras  # noqa: E402
+from cnnlab.runtime import prepare_process  # noqa: E402
 
 if __name__ == "__main__":  # the allocator settings the cnnlab command runs with (runtime.py)
     prepare_process(sys.argv[1:], command=[sys.executable, str(Path(__file__).resolve())])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ from cnnlab.explain import saliency
 from cnnlab.explain.introspect import ExplainConfig, Explainer, explain_run
 from cnnlab.explain.model_figures import kernel_pictures
 from cnnlab.backend import keras
-from cnnlab.training.batches import to_model_input
+from cnnlab.recipe.pixels import to_model_input
 from training_helpers import load_trained_model
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train
 
@@ -242,3 +243,16 @@ def test_a_bad_photo_is_a_one_line_error(conv_run, photos, tmp_path, capsys):
     summary = json.loads((out / "explain.json").read_text())
     assert [item["path"] for item in summary["skipped"]] == [str(bad)] and len(summary["photos"]) == 1
     assert summary["feature_channels_shown"] == 4
+
+
+def test_a_photo_whose_name_is_not_utf8_is_explained(conv_run, photos, tmp_path):
+    """Matplotlib titles and explain.json used to crash on a name Python holds as surrogates."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = os.fsdecode(bytes(folder) + b"/cat.\xff\xfe.jpg")
+    shutil.copy(photos[0], odd)
+    out = tmp_path / "out"
+    result = explain_run(ExplainConfig(str(conv_run), (odd,), str(out)))
+    summary = json.loads((out / "explain.json").read_text())
+    assert summary["photos"][0]["image"].endswith("cat.\\xff\\xfe.jpg")
+    assert result.skipped == [] and any(path.name.endswith("-gradcam.png") for path in result.written)

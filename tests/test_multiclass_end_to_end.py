@@ -21,7 +21,7 @@ from cnnlab.data.decode import decode_file
 from cnnlab.data.reader import open_cache
 from cnnlab.inference.export import float32_model
 from cnnlab.runs import Run
-from cnnlab.training.batches import to_model_input
+from cnnlab.recipe.pixels import to_model_input
 from training_helpers import load_trained_model
 from cnnlab.runs.predictions import read_predictions
 from synthetic import SHAPES, shapes_folder

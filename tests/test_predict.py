@@ -23,7 +23,7 @@ from cnnlab.inference.classifier import Classifier, resolve_threshold
 from cnnlab.inference.writers import make_writer
 from cnnlab.models import build_model
 from cnnlab.backend import keras
-from cnnlab.training.batches import to_model_input
+from cnnlab.recipe.pixels import to_model_input
 from cnnlab.training.evaluation import evaluate_run
 from training_helpers import load_trained_model
 from training_helpers import HEIGHT, WIDTH, make_config, quiet_train

@@ -24,6 +24,7 @@ import numpy as np
 
 from cnnlab.backend import keras
 from cnnlab.data.decode import decode_file
+from cnnlab.data.photo_file import printable_path
 from cnnlab.errors import UserError
 from cnnlab.explain import saliency
 from cnnlab.recipe.pixels import to_model_input
@@ -153,7 +154,7 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
     for path in config.images:
         pixels, _, reason = decode_file(str(path), options)
         if pixels is None:
-            skipped.append({"path": str(path), "reason": reason})
+            skipped.append({"path": printable_path(path), "reason": reason})
         else:
             photos.append((path, pixels))
     if not photos:
@@ -181,15 +182,15 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
         files = []
         if explanation.feature_maps:
             files.append(out / f"{stem}-features.png")
-            figures.draw_feature_maps(files[-1], Path(path).name, pixels, explanation.feature_maps, config.channels)
+            figures.draw_feature_maps(files[-1], printable_path(Path(path).name), pixels, explanation.feature_maps, config.channels)
         if explanation.heatmap is not None:
             files.append(out / f"{stem}-gradcam.png")
-            title = f"{Path(path).name}: predicted {label}, P = {probability:.3f}"
+            title = f"{printable_path(Path(path).name)}: predicted {label}, P = {probability:.3f}"
             figures.draw_grad_cam(files[-1], title, pixels, explanation.heatmap, explainer.target.name,
                                   explanation.cam_peak)
         written += files
         records.append({
-            "image": str(path), "predicted_class": label, "predicted_index": explanation.predicted_index,
+            "image": printable_path(path), "predicted_class": label, "predicted_index": explanation.predicted_index,
             "probability": probability,
             "probabilities": {name: float(value) for name, value in zip(classes, explanation.probabilities)},
             "grad_cam_score": explanation.score, "grad_cam_peak": explanation.cam_peak,
