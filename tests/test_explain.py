@@ -236,7 +236,7 @@ def test_a_bad_photo_is_a_one_line_error(conv_run, photos, tmp_path, capsys):
     assert not out.exists()  # nothing written when no photo is usable
 
     # With a usable photo beside it, the good one is explained and the bad one named and skipped.
-    assert run(["explain", str(conv_run), str(photos[0]), str(bad), "--out", str(out), "--channels", "4"]) == 2
+    assert run(["explain", str(conv_run), str(photos[0]), str(bad), "--out", str(out), "--channels", "4"]) == 1
     printed = capsys.readouterr()
     assert len(printed.err.strip().splitlines()) == 1 and "cat.999.jpg" in printed.err
     assert (out / f"{photos[0].stem}-gradcam.png").stat().st_size > 0

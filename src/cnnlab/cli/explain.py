@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from cnnlab.errors import EXIT_SOME_INPUTS_FAILED
+
 
 def command_filters(arguments) -> int:
     from cnnlab.data.decode import parse_size
@@ -35,7 +37,7 @@ def command_explain(arguments) -> int:
     # Usable photos were explained; each unusable one is named on its own line, and the status says so.
     for item in result.skipped:
         print(f"cnnlab explain: error: {item['path']}: {item['reason']} (skipped)", file=sys.stderr)
-    return 2 if result.skipped else 0
+    return EXIT_SOME_INPUTS_FAILED if result.skipped else 0
 
 
 def register(commands) -> None:
