@@ -72,9 +72,9 @@ def export_savedmodel(run: Path, out: Path, metadata: dict, inputs: list[np.ndar
         except subprocess.TimeoutExpired:
             raise UserError(f"savedmodel export: TensorFlow did not finish within {CHILD_TIMEOUT_S} s") from None
         if finished.returncode != 0:
-            lines = [line for line in finished.stderr.splitlines() if line.strip()]
-            raise UserError(f"savedmodel export failed in TensorFlow ({python}): "
-                             f"{lines[-1] if lines else 'exit status ' + str(finished.returncode)}")
+            # A failure inside TensorFlow is a bug, not the user's mistake: keep its traceback.
+            tail = "\n".join(finished.stderr.splitlines()[-40:]) or f"exit status {finished.returncode}"
+            raise RuntimeError(f"savedmodel export failed in TensorFlow ({python}):\n{tail}")
         with np.load(scratch / "outputs.npz") as stored:
             outputs = [stored[f"arr_{index}"] for index in range(len(inputs))]
 
@@ -88,9 +88,13 @@ def export_savedmodel(run: Path, out: Path, metadata: dict, inputs: list[np.ndar
 
 def _child(run: str, out: str, metadata_file: str, inputs_file: str, outputs_file: str) -> None:
     """In the TensorFlow process: export, reload, run."""
+    from cnnlab.backend import configure_keras
+
+    # This process is cnnlab's own: set Keras up explicitly (the run's layout, from the
+    # environment) before TensorFlow imports Keras on its own terms.
+    keras = configure_keras()
     import tensorflow as tf
 
-    from cnnlab.backend import keras
     from cnnlab.runs import Run
 
     run_folder = Run.open(run)
