@@ -38,7 +38,7 @@ def log(message: str) -> None:
 
 
 def train_command(model: str, cache: str, out: Path, images: int, epochs: int, distributed: bool) -> list[str]:
-    arguments = ["-m", "cnnlab", "train", model, "--data", cache, "--out", str(out), "--epochs", str(epochs),
+    arguments = ["-m", "cnnlab", "train", model, "--any-input-size", "--cache", cache, "--out", str(out), "--epochs", str(epochs),
                  "--train-limit", str(images), "--val-limit", "64", "--no-evaluate"]
     if not distributed:
         return [sys.executable, *arguments]

@@ -95,7 +95,7 @@ def train_one(job: dict) -> dict:
     scorer = TestAccuracyPerEpoch(cache, recipe.pixel_scale, recipe.tta_flip)
     started = time.perf_counter()
     with open(os.devnull, "w") as quiet:
-        state = train(TrainConfig(name, job["cache"], job["out"], seed=configuration["seed"]), show_progress=False,
+        state = train(TrainConfig(name, job["cache"], job["out"], seed=configuration["seed"], any_input_size=True), show_progress=False,
                       stream=quiet, callbacks=[scorer])
     evaluation = evaluate_run(job["out"])
     return {**configuration, "val_accuracy": evaluation["splits"]["val"]["accuracy_at_0.5"],

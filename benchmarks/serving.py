@@ -55,7 +55,7 @@ def throwaway_run(data: Path, root: Path) -> Path:
     prepare(photos, root / "cache", PrepareOptions(decode=DecodeOptions(), split=SplitOptions("stratified", val=16,
                                                                                               test=16)),
             show_progress=False)
-    train(TrainConfig(model="conv1", cache=str(root / "cache"), out=str(root / "run"), epochs=1, seed=0),
+    train(TrainConfig(model="conv1", cache=str(root / "cache"), out=str(root / "run"), epochs=1, seed=0, any_input_size=True),
           show_progress=False, stream=sys.stderr)
     return root / "run"
 

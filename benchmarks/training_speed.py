@@ -90,7 +90,7 @@ def child_cnnlab(model: str, cache: str, images: int, epochs: int) -> dict:
 
     timer = EpochTimer(get_model_spec(model).recipe.batch_size)
     with tempfile.TemporaryDirectory(prefix="cnnlab-speed-") as out, open(os.devnull, "w") as quiet:
-        state = train(TrainConfig(model, cache, str(Path(out) / "run"), epochs=epochs, train_limit=images,
+        state = train(TrainConfig(model, cache, str(Path(out) / "run"), epochs=epochs, train_limit=images, any_input_size=True,
                                   val_limit=VALIDATION_IMAGES), show_progress=False, stream=quiet, callbacks=[timer])
         precision = Run(Path(out) / "run").precision
     return {"epoch_seconds": [round(s, 2) for s in timer.seconds], "images": images, "precision": precision,

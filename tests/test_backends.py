@@ -33,7 +33,7 @@ def test_tutorial_model_trains_on_tensorflow(small_kaggle_folder, tmp_path):
                                "--split", "tutorial", "--train", "8", "--val", "4", "--workers", "1"],
                               capture_output=True, text=True, env=environment, timeout=300)
     assert prepared.returncode == 0, prepared.stderr[-2000:]
-    trained = subprocess.run([python, "-m", "cnnlab", "train", "conv1", "--data", str(cache), "--out", str(run),
+    trained = subprocess.run([python, "-m", "cnnlab", "train", "conv1", "--any-input-size", "--cache", str(cache), "--out", str(run),
                               "--epochs", "2", "--pixels", "unit", "--lr", "1e-3"],
                              capture_output=True, text=True, env=environment, timeout=600)
     assert trained.returncode == 0, trained.stderr[-2000:]

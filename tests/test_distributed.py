@@ -37,7 +37,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 EPOCHS = 4
 # conv1 with unit pixels (it learns), global batch 16: 4 steps of 8 photos per worker per epoch.
 SETTINGS = dict(model="conv1", epochs=EPOCHS, batch_size=16, learning_rate=1e-3, pixel_scale="unit", seed=0,
-                micro_batch_size=0)
+                micro_batch_size=0, any_input_size=True)
 
 
 def free_port() -> int:
@@ -115,7 +115,7 @@ def _children(pid: int) -> list[int]:
 
 def test_a_killed_worker_is_restarted_and_the_run_resumes(data, two_workers):
     run = data / "killed-run"
-    command = torchrun("-m", "cnnlab", "train", "conv1", "--data", str(data / "cache"), "--out", str(run),
+    command = torchrun("-m", "cnnlab", "train", "conv1", "--any-input-size", "--cache", str(data / "cache"), "--out", str(run),
                        "--distributed", "--epochs", str(EPOCHS), "--batch-size", "16", "--lr", "1e-3",
                        "--pixels", "unit", "--micro-batch-size", "0", "--no-evaluate", restarts=1)
     launcher = subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,7 +163,7 @@ def test_each_worker_reads_its_own_shard_of_a_sharded_cache(data):
 def test_distributed_without_a_launcher_says_how_to_start_it(data, capsys, monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(name, raising=False)
-    code = cli_run(["train", "conv1", "--data", str(data / "cache"), "--out", str(data / "nowhere"), "--distributed"])
+    code = cli_run(["train", "conv1", "--any-input-size", "--cache", str(data / "cache"), "--out", str(data / "nowhere"), "--distributed"])
     error = capsys.readouterr().err
     assert code == 2 and "torchrun --nproc-per-node" in error and "Traceback" not in error
     assert not (data / "nowhere").exists()

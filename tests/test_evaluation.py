@@ -51,7 +51,7 @@ def trained(workspace) -> Path:
     the tests evaluate it from pytest's own working directory."""
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(workspace)
-        config = TrainConfig(model="conv1", cache="cache", out="run", epochs=3, batch_size=4,
+        config = TrainConfig(model="conv1", cache="cache", out="run", epochs=3, batch_size=4, any_input_size=True,
                              learning_rate=1e-3, pixel_scale="unit")
         train(config, stream=io.StringIO(), show_progress=False)
     return workspace / "run"

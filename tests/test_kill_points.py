@@ -25,7 +25,7 @@ KILL_POINTS = 3
 
 
 def train_command(cache: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "cnnlab", "train", "conv1", "--data", str(cache), "--out", str(out),
+    return [sys.executable, "-m", "cnnlab", "train", "conv1", "--any-input-size", "--cache", str(cache), "--out", str(out),
             "--epochs", str(EPOCHS), "--pixels", "unit", "--lr", "1e-3", "--batch-size", "4", "--no-evaluate",
             *extra]
 

@@ -90,7 +90,7 @@ def test_a_run_records_its_precision_and_evaluation_rebuilds_it(cache, tiny_cach
     from cnnlab.runs import TrainConfig
     from training_helpers import load_trained_model
 
-    config = TrainConfig("resnet9-tiny", str(tiny_cache), str(tmp_path / "run"), epochs=1, batch_size=8,
+    config = TrainConfig("resnet9-tiny", str(tiny_cache), str(tmp_path / "run"), epochs=1, batch_size=8, any_input_size=True,
                          precision="mixed_bfloat16")
     quiet_train(config)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "mixed_bfloat16"

@@ -51,7 +51,7 @@ def test_the_modern_recipe_learns_stripes(tmp_path, monkeypatch):
     monkeypatch.setattr(training_data, "CacheBatches", RecordingBatches)
     run = tmp_path / "run"
     keras.utils.set_random_seed(0)
-    state = trainer.train(TrainConfig(model="resnet9-tiny", cache=str(cache), out=str(run), epochs=EPOCHS,
+    state = trainer.train(TrainConfig(model="resnet9-tiny", cache=str(cache), out=str(run), epochs=EPOCHS, any_input_size=True,
                                       batch_size=BATCH), stream=io.StringIO(), show_progress=False)
     recipe = models.get_model_spec("resnet9-tiny").recipe
     assert built == [(True, recipe.augment), (False, None)]  # augmentation for training only

@@ -45,7 +45,7 @@ def trained(tmp_path_factory):
     run_cli("prepare", photos, "--out", root / "cache", "--size", f"{SIZE}x{SIZE}", "--split", "stratified",
             "--val", 60, "--test", 60, "--workers", 1)
     run = root / "run"
-    printed = run_cli("train", "resnet9-tiny", "--data", root / "cache", "--out", run, "--epochs", EPOCHS,
+    printed = run_cli("train", "resnet9-tiny", "--any-input-size", "--cache", root / "cache", "--out", run, "--epochs", EPOCHS,
                       "--batch-size", 32)
     return run, root / "cache", printed
 

@@ -115,7 +115,7 @@ def test_weights_of_another_model_are_one_short_line(copy_of, tiny_cache, tmp_pa
 def test_an_out_that_cannot_be_a_folder_is_one_line(tiny_cache, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    status = cli.run(["train", "conv1", "--data", str(tiny_cache), "--out", str(blocker / "run"), "--epochs", "1"])
+    status = cli.run(["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(blocker / "run"), "--epochs", "1"])
     assert status == 2
     error = capsys.readouterr().err.strip()
     assert "cannot create or open this folder" in error and "\n" not in error
@@ -137,7 +137,7 @@ def test_a_second_trainer_is_refused_and_a_killed_ones_lock_never_lingers(tiny_c
     holder = subprocess.Popen([sys.executable, "-c", LOCK_HOLDER, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        arguments = ["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", "1", "--no-evaluate"]
+        arguments = ["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(run), "--epochs", "1", "--no-evaluate"]
         assert cli.run(arguments) == 2
         error = capsys.readouterr().err
         assert "another `cnnlab train` is writing this run folder" in error
@@ -146,7 +146,7 @@ def test_a_second_trainer_is_refused_and_a_killed_ones_lock_never_lingers(tiny_c
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
     # The kernel released the killed holder's lock: the same command now trains.
-    assert cli.run(["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", "1",
+    assert cli.run(["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(run), "--epochs", "1",
                     "--batch-size", "4", "--no-evaluate"]) == 0
     assert Run.open(run).state["epochs_done"] == 1
 
@@ -154,6 +154,6 @@ def test_a_second_trainer_is_refused_and_a_killed_ones_lock_never_lingers(tiny_c
 def test_a_refused_start_leaves_no_folder_behind(tmp_path, capsys):
     """A start refused before anything is written (here: no cache at --data) leaves no empty --out."""
     out = tmp_path / "new-run"
-    status = cli.run(["train", "conv1", "--data", str(tmp_path / "no-cache"), "--out", str(out), "--epochs", "1"])
+    status = cli.run(["train", "conv1", "--any-input-size", "--cache", str(tmp_path / "no-cache"), "--out", str(out), "--epochs", "1"])
     assert status == 2 and not out.exists()
     assert "no-cache" in capsys.readouterr().err

@@ -152,7 +152,7 @@ def recorded_steps(monkeypatch):
 
 def test_ema_runs_validate_and_keep_the_averaged_weights(stripes, ema_model, recorded_steps, tmp_path):
     run = tmp_path / "run"
-    state = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(run)), stream=io.StringIO(), show_progress=False)
+    state = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(run), any_input_size=True), stream=io.StringIO(), show_progress=False)
     assert state["epochs_done"] == 2 and len(recorded_steps) == 2 * 3  # 12 training photos in batches of 4
 
     # Keras' EMA, recomputed from the raw weights after each step: the first step copies them,
@@ -184,7 +184,7 @@ def test_an_ema_run_resumes_exactly(stripes, ema_model, tmp_path, monkeypatch):
     and the raw ones in the optimizer: the resumed run must continue from the raw ones."""
     models.unregister(ema_model)
     register_tiny_model(ema_model, dataclasses.replace(EMA_RECIPE, epochs=3))
-    reference = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(tmp_path / "whole")),
+    reference = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(tmp_path / "whole"), any_input_size=True),
                       stream=io.StringIO(), show_progress=False)
 
     class Cut(Exception):
@@ -200,9 +200,9 @@ def test_an_ema_run_resumes_exactly(stripes, ema_model, tmp_path, monkeypatch):
     monkeypatch.setattr(EpochCommit, "on_epoch_end", cut_after_the_first_commit)
     cut_run = tmp_path / "cut"
     with pytest.raises(Cut):
-        train(TrainConfig(model=ema_model, cache=str(stripes), out=str(cut_run)), stream=io.StringIO(), show_progress=False)
+        train(TrainConfig(model=ema_model, cache=str(stripes), out=str(cut_run), any_input_size=True), stream=io.StringIO(), show_progress=False)
     monkeypatch.setattr(EpochCommit, "on_epoch_end", original)
-    resumed = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(cut_run)), resume=True,
+    resumed = train(TrainConfig(model=ema_model, cache=str(stripes), out=str(cut_run), any_input_size=True), resume=True,
                     stream=io.StringIO(), show_progress=False)
 
     assert resumed["epochs_done"] == 3
@@ -235,7 +235,7 @@ def test_flip_tta_is_the_mean_of_the_image_and_its_mirror(stripes):
 
 def test_config_json_records_the_new_recipe_fields(stripes, ema_model, tmp_path):
     run = tmp_path / "run"
-    train(TrainConfig(model=ema_model, cache=str(stripes), out=str(run), epochs=1), stream=io.StringIO(), show_progress=False)
+    train(TrainConfig(model=ema_model, cache=str(stripes), out=str(run), any_input_size=True, epochs=1), stream=io.StringIO(), show_progress=False)
     recipe = json.loads((run / "config.json").read_text())["recipe"]
     assert recipe["ema"] == 0.8 and recipe["schedule"] == "constant" and recipe["augment"] is None
     assert models.Recipe(**recipe) == dataclasses.replace(EMA_RECIPE, epochs=1)  # reads back as the same recipe

@@ -52,7 +52,7 @@ def cache(tmp_path_factory):
 
 def _train(cache, out, micro_batch_size):
     recorder = Recorder()
-    config = TrainConfig(model="conv2", cache=str(cache), out=str(out), epochs=3, batch_size=16, learning_rate=1e-3,
+    config = TrainConfig(model="conv2", cache=str(cache), out=str(out), epochs=3, batch_size=16, learning_rate=1e-3, any_input_size=True,
                          pixel_scale="unit", micro_batch_size=micro_batch_size)
     state = train(config, stream=io.StringIO(), show_progress=False, callbacks=[recorder])
     return state, recorder
@@ -85,4 +85,4 @@ def test_automatic_micro_batches(name, batch, expected):
 
 def test_a_negative_micro_batch_is_refused(cache, tmp_path):
     with pytest.raises(ValueError, match="--micro-batch-size must be >= 0"):
-        train(TrainConfig(model="conv1", cache=str(cache), out=str(tmp_path / "run"), micro_batch_size=-1))
+        train(TrainConfig(model="conv1", cache=str(cache), out=str(tmp_path / "run"), micro_batch_size=-1, any_input_size=True))

@@ -156,7 +156,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(finished_run, tiny_cac
     # Started the way a user does, with paths relative to its own working directory; resumed
     # below from pytest's directory with absolute paths (the run must not depend on the cwd).
     (tmp_path / "cache").symlink_to(tiny_cache.resolve(), target_is_directory=True)
-    command = [sys.executable, "-m", "cnnlab", "train", "conv1", "--data", "cache", "--out", "cut",
+    command = [sys.executable, "-m", "cnnlab", "train", "conv1", "--any-input-size", "--cache", "cache", "--out", "cut",
                "--epochs", str(EPOCHS), "--pixels", "unit", "--lr", "1e-3", "--batch-size", "4", "--no-evaluate"]
     process = subprocess.Popen(command, cwd=tmp_path, env=_cli_environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -181,7 +181,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(finished_run, tiny_cac
     assert 1 <= killed["epochs_done"] < EPOCHS, "the kill came too late to test resuming; raise EPOCHS"
     assert not killed.get("finished")
 
-    arguments = ["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", str(EPOCHS),
+    arguments = ["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(run), "--epochs", str(EPOCHS),
                  "--pixels", "unit", "--lr", "1e-3", "--batch-size", "4", "--no-evaluate", "--resume"]
     assert cli.run(arguments) == 0
 
@@ -204,7 +204,7 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(finished_run, tiny_cac
 def test_an_existing_run_is_refused_without_resume(finished_run, tiny_cache, tmp_path, capsys):
     run, _, _ = finished_run
     before = (run / "state.json").read_bytes()
-    arguments = ["train", "conv1", "--data", str(tiny_cache), "--out", str(run), "--epochs", "1", "--no-evaluate"]
+    arguments = ["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(run), "--epochs", "1", "--no-evaluate"]
     assert cli.run(arguments) == 2
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1 and "Traceback" not in error
@@ -216,7 +216,7 @@ def test_an_existing_run_is_refused_without_resume(finished_run, tiny_cache, tmp
     stranger.mkdir()
     (stranger / "notes.txt").write_text("mine")
     for extra in ([], ["--resume"]):
-        assert cli.run(["train", "conv1", "--data", str(tiny_cache), "--out", str(stranger), "--no-evaluate", *extra]) == 2
+        assert cli.run(["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(stranger), "--no-evaluate", *extra]) == 2
         error = capsys.readouterr().err
         assert len(error.strip().splitlines()) == 1 and str(stranger) in error
     assert sorted(path.name for path in stranger.iterdir()) == ["notes.txt"]
@@ -362,7 +362,8 @@ def test_same_seed_same_metrics_and_batches_follow_seed_and_epoch(finished_run, 
 
 @pytest.mark.parametrize("name", model_names())
 def test_every_registered_model_trains_one_epoch(name, tiny_cache, tmp_path):
-    config = TrainConfig(model=name, cache=str(tiny_cache), out=str(tmp_path / name), epochs=1, batch_size=8)
+    config = TrainConfig(model=name, cache=str(tiny_cache), out=str(tmp_path / name), epochs=1, batch_size=8,
+                         any_input_size=True)
     if name == "mobilenetv3-transfer":  # trains on 32x32 photos in tests/test_transfer.py
         with pytest.raises(ValueError, match="needs photos of at least 32x32 pixels, got 16x12"):
             quiet_train(config)

@@ -107,7 +107,7 @@ def test_training_starts_from_the_given_file_and_records_it(shared_photos, tmp_p
     path = tmp_path / "backbone.weights.h5"
     source.get_layer(BACKBONE_LAYER).save_weights(path)
     # A learning rate so small that one epoch leaves the trainable weights where they started.
-    config = TrainConfig(MODEL, str(tmp_path / "cache"), str(tmp_path / "run"), epochs=1, batch_size=4,
+    config = TrainConfig(MODEL, str(tmp_path / "cache"), str(tmp_path / "run"), epochs=1, batch_size=4, any_input_size=True,
                          learning_rate=1e-12, precision="float32", init_weights=str(path))
     quiet_train(config)
     recorded = json.loads((tmp_path / "run" / "config.json").read_text())["initial_weights"]

@@ -14,7 +14,7 @@ WIDTH, HEIGHT = 16, 12  # every registered model still fits (conv2-fc512 ends at
 def make_config(cache_dir, out, **overrides) -> TrainConfig:
     """conv1 with unit pixels and lr 1e-3 (it learns), batch 4: two training steps per epoch."""
     settings = dict(model="conv1", cache=str(cache_dir), out=str(out), epochs=EPOCHS, batch_size=4,
-                    learning_rate=1e-3, pixel_scale="unit", seed=0)
+                    learning_rate=1e-3, pixel_scale="unit", seed=0, any_input_size=True)
     settings.update(overrides)
     return TrainConfig(**settings)
 

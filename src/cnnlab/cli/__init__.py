@@ -27,6 +27,7 @@ from cnnlab.cli import (
     serve,
     train,
 )
+from cnnlab.cli.common import Parser
 from cnnlab.errors import EXIT_INTERRUPTED, UserError
 from cnnlab.version import __version__
 
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn a folder of photos into trained, compared and explained image classifiers.",
     )
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
 
     for stage in STAGES:
         stage.register(commands)

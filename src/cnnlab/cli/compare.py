@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+from cnnlab.cli.common import add_format
+
 
 def command_compare(arguments) -> int:
     from cnnlab.experiments.compare import collect, render
 
     rows = collect(arguments.paths)
-    print(json.dumps(rows, indent=1) if arguments.json else render(rows), end="" if not arguments.json else "\n")
+    as_json = arguments.format == "json"
+    print(json.dumps(rows, indent=1) if as_json else render(rows), end="\n" if as_json else "")
     return 0
 
 
@@ -22,5 +25,5 @@ def register(commands) -> None:
                     "ones, then baselines; the tutorial's published figures in parentheses; the last column is "
                     "test accuracy with the threshold chosen on validation. Reads saved files only.")
     compare.add_argument("paths", nargs="+", metavar="RUN", help="run folders or reproduction folders")
-    compare.add_argument("--json", action="store_true", help="the rows as JSON instead of a Markdown table")
+    add_format(compare, help_text="table: a Markdown table and its reading; json: the rows")
     compare.set_defaults(handler=command_compare)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from cnnlab.cli.common import add_data, data_argument
+from cnnlab.cli.common import add_data, add_format, data_argument
 from cnnlab.errors import UserError
 
 
@@ -12,7 +12,7 @@ def command_survey(arguments) -> int:
     from cnnlab.data.survey import format_survey, survey
 
     report = survey(data_argument(arguments.data), arguments.layout, top=arguments.top)
-    print(json.dumps(report, indent=2) if arguments.json else format_survey(report))
+    print(json.dumps(report, indent=2) if arguments.format == "json" else format_survey(report))
     return 0
 
 
@@ -49,7 +49,7 @@ def register(commands) -> None:
                                  description="Read every photo's header (no full decode) and summarise the folder.")
     add_data(survey)
     survey.add_argument("--top", type=int, default=10, help="how many of the most common shapes to list")
-    survey.add_argument("--json", action="store_true", help="print JSON")
+    add_format(survey)
     survey.set_defaults(handler=command_survey)
 
     prepare = commands.add_parser(

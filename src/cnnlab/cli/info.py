@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 
+from cnnlab.cli.common import add_format
+
 
 def command_info(arguments) -> int:
     from cnnlab.info import runtime_info
 
     info = runtime_info(load_backend=not arguments.no_backend)
-    print(json.dumps(info, indent=2) if arguments.json else "\n".join(f"{key}: {value}" for key, value in info.items()))
+    print(json.dumps(info, indent=2) if arguments.format == "json" else "\n".join(f"{key}: {value}" for key, value in info.items()))
     return 0
 
 
@@ -17,7 +19,7 @@ def command_models(arguments) -> int:
     from cnnlab.models import describe_models
 
     models = describe_models()
-    if arguments.json:
+    if arguments.format == "json":
         print(json.dumps(models, indent=2))
         return 0
     print(f"{'name':14} {'family':9} {'parameters':>12} {'MFLOPs/img':>10}  recipe / description")
@@ -31,10 +33,10 @@ def command_models(arguments) -> int:
 
 def register(commands) -> None:
     info = commands.add_parser("info", help="versions, backend, threads and allocator in use")
-    info.add_argument("--json", action="store_true", help="print JSON")
+    add_format(info)
     info.add_argument("--no-backend", action="store_true", help="do not import Keras (fast)")
     info.set_defaults(handler=command_info)
 
     models = commands.add_parser("models", help="list registered models with parameters, FLOPs and recipes")
-    models.add_argument("--json", action="store_true", help="print JSON")
+    add_format(models)
     models.set_defaults(handler=command_models)

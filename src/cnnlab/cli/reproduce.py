@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from cnnlab.cli.common import DATA_ENVIRONMENT, data_argument
@@ -32,7 +33,7 @@ def register(commands) -> None:
                     "figures. Resumable: run the same command again to continue a cut run. The full run takes about "
                     "1.5 hours on 2 CPU cores (1 h 24 min measured); --quick takes a few minutes.")
     reproduce.add_argument("data", nargs="?", metavar="DATA", help=f"folder of photos (default: ${DATA_ENVIRONMENT})")
-    reproduce.add_argument("--data", dest="data_option", metavar="DATA", help="same as DATA")
+    reproduce.add_argument("--data", dest="data_option", metavar="DATA", help="the folder of photos, same as DATA")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     reproduce.add_argument("--quick", action="store_true", help="512 train / 128 val / 128 test photos per class, <= 3 epochs")
     reproduce.add_argument("--models", help="comma-separated subset of the tutorial models (default: all five)")
@@ -42,7 +43,8 @@ def register(commands) -> None:
     reproduce.add_argument("--train", type=int, help="training photos per class (default 2048; quick 512)")
     reproduce.add_argument("--val", type=int, help="validation photos per class (default 512; quick 128)")
     reproduce.add_argument("--test", type=int, help="test photos per class (default 400; quick 128)")
-    reproduce.add_argument("--max-epochs", type=int, help="cap every recipe's epochs (quick: 3)")
+    reproduce.add_argument("--epochs", dest="max_epochs", type=int, metavar="N", help="cap every recipe's epochs (quick: 3)")
+    reproduce.add_argument("--max-epochs", dest="max_epochs", type=int, help=argparse.SUPPRESS)  # the old name
     reproduce.add_argument("--seed", type=int, default=0, help="seed for weights and batch order")
     reproduce.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
     reproduce.set_defaults(handler=command_reproduce)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+
+from cnnlab.errors import UserError
 
 
 def command_train(arguments) -> int:
@@ -10,14 +13,16 @@ def command_train(arguments) -> int:
     from cnnlab.training import distributed
     from cnnlab.training.trainer import train
 
+    photos, cache = arguments.data, arguments.cache
     config = TrainConfig(
-        model=arguments.model, cache=arguments.data, out=arguments.out, epochs=arguments.epochs,
+        model=arguments.model, cache=cache or "", out=arguments.out, epochs=arguments.epochs,
         batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
         init_weights=arguments.init_weights, precision=arguments.precision,
-        micro_batch_size=arguments.micro_batch_size,
+        micro_batch_size=arguments.micro_batch_size, any_input_size=arguments.any_input_size,
     )
+    config = prepared(config, photos, cache, arguments)
     workers = distributed.start() if arguments.distributed else distributed.SINGLE
     try:
         state = train(config, resume=arguments.resume, show_progress=workers.is_main,
@@ -36,17 +41,53 @@ def command_train(arguments) -> int:
     return 0
 
 
+def prepared(config, photos: str | None, cache: str | None, arguments):
+    """The configuration with its cache: --cache as given, or --data PHOTOS prepared into one."""
+    import dataclasses
+
+    from cnnlab.training import from_photos
+
+    if photos is None and cache is None and arguments.resume:
+        from cnnlab.runs import Run
+
+        stored = Run.open(arguments.out).cache_path  # resume where the run was trained
+        return dataclasses.replace(config, cache=stored) if stored else config
+    if photos is None and cache is None:
+        raise UserError("pass --data PHOTOS (a folder of photos: one subfolder per class, or Kaggle names like "
+                        "cat.1.jpg) or --cache CACHE (prepared by `cnnlab prepare`)")
+    if photos is not None and cache is None and from_photos.is_cache(photos):
+        print(f"cnnlab train: note: {photos} is a prepared cache: used as --cache (--data names folders of photos)",
+              file=sys.stderr)
+        return dataclasses.replace(config, cache=photos)
+    if photos is None:
+        return config
+    if arguments.distributed:
+        raise UserError("--distributed trains from a prepared cache: run `cnnlab prepare PHOTOS --out CACHE` "
+                        "first, then pass --cache CACHE to every worker")
+    result = from_photos.prepare_for_recipe(photos, config.recipe(), cache, workers=arguments.workers)
+    print(f"{result.cache_dir}: {result.summary()}", file=sys.stderr)
+    for item in result.skipped:
+        print(f"  skipped {item['path']}: {item['reason']}", file=sys.stderr)
+    return dataclasses.replace(config, cache=str(result.cache_dir), photos=str(photos))
+
+
 def register(commands) -> None:
     """Add `train` to the CLI's subcommands."""
     train = commands.add_parser(
-        "train", help="train a registered model on a prepared cache into a run folder",
-        description="Train MODEL on CACHE with its recipe (override any part), checkpointing every epoch "
-                    "into OUT; --resume continues a cut run from its last finished epoch. With --distributed, "
-                    "every worker started by torchrun runs this same command (docs/distributed.md).")
+        "train", help="train a registered model on your photos (or a prepared cache) into a run folder",
+        description="Train MODEL with its recipe (override any part), checkpointing every epoch into OUT. "
+                    "--data PHOTOS prepares (or updates) a cache at the recipe's input size first; --cache uses "
+                    "one made by `cnnlab prepare`. --resume continues a cut run from its last finished epoch, "
+                    "and --resume --epochs N extends a finished one (constant learning rate only). With "
+                    "--distributed, every worker started by torchrun runs this same command (docs/distributed.md).")
     train.add_argument("model", help="a registered model name (see `cnnlab models`)")
-    train.add_argument("--data", required=True, help="cache folder written by `cnnlab prepare`")
+    train.add_argument("--data", metavar="PHOTOS", help="folder of photos (class subfolders, or Kaggle names); "
+                       "prepared into --cache first, at the recipe's size and fit")
+    train.add_argument("--cache", metavar="CACHE", help="cache folder: written by `cnnlab prepare`, or where --data "
+                       f"is prepared (default with --data: ${'{'}CNNLAB_CACHE_DIR{'}'} or ~/.cache/cnnlab/...)")
     train.add_argument("--out", required=True, help="run folder to create (or continue with --resume)")
-    train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    train.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's; with --resume, "
+                       "more than the run's extends it)")
     train.add_argument("--batch-size", type=int, help="batch size (default: the recipe's); with --distributed, "
                        "the global batch, split evenly over the workers")
     train.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
@@ -69,6 +110,11 @@ def register(commands) -> None:
                        help="one worker of a torchrun job (reads RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT; on "
                        "the TensorFlow backend TF_CONFIG); rank 0 writes the run folder; a restarted job resumes "
                        "(docs/distributed.md)")
+    train.add_argument("--any-input-size", action="store_true",
+                       help="train at the cache's photo size and fit even where the recipe names another "
+                       "(refused otherwise; the run records what was trained)")
+    train.add_argument("--workers", type=int, default=0,
+                       help="decoding processes when --data is prepared (default: %(default)s = one per core)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
     train.set_defaults(handler=command_train)

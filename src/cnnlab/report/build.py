@@ -76,8 +76,10 @@ def render_report(runs: list[RunData], survey: dict | None, cache, config: Repor
         ("cost", "Accuracy vs size and time", _cost_section(runs)),
         ("confusion", "Confusion and per-class accuracy", _confusion_section(runs)),
         ("wrong", "Most confidently wrong", _wrong_section(runs)),
-        ("filters", "Filter demo", _filters_section(config.filters_photo, cache, notes)),
     ]
+    # The tutorial's edge-filter demo belongs to the tutorial's models (or to a photo asked for).
+    if config.filters_photo is not None or any(run.config.get("model_family") == "tutorial" for run in runs):
+        sections.append(("filters", "Filter demo", _filters_section(config.filters_photo, cache, notes)))
     sections.append(("notes", "Notes", html.bullet_list(notes, "notes") if notes else html.note("none")))
     subtitle = [f"{len(runs)} run(s): " + ", ".join(f"{run.name} ({run.path})" for run in runs),
                 f"Figures describe the {SPLIT_LABEL} split unless they say otherwise. "
@@ -191,10 +193,14 @@ def _cost_section(runs: list[RunData]) -> str:
                or sum(entry.get("seconds", 0) for entry in run.history) or None} for run in runs]
     if not any(point["accuracy"] is not None for point in points):
         return html.note("No run has a validation accuracy.")
+    class_counts = {len(run.classes) for run in runs}
+    chance = 1 / class_counts.pop() if len(class_counts) == 1 else None
+    chance_text = (f"The dotted line is chance for {round(1 / chance)} balanced classes ({chance:.2f})."
+                   if chance is not None else "")
     return html.figures(html.image(
-        figures.accuracy_vs_cost(points), "accuracy vs model size and training time",
+        figures.accuracy_vs_cost(points, chance), "accuracy vs model size and training time",
         "Validation accuracy (threshold 0.5, or the most probable class) of each model against its number of "
-        "parameters and its training time on this machine. The dotted line is chance for two balanced classes."))
+        f"parameters and its training time on this machine. {chance_text}".strip()))
 
 
 def _confusion(run: RunData) -> np.ndarray | None:

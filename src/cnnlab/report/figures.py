@@ -56,7 +56,12 @@ def shape_histogram(survey: dict) -> bytes:
 
 
 def learning_curves(name: str, history: list[dict]) -> bytes:
-    """Loss and accuracy per epoch, training and validation, side by side."""
+    """Loss and accuracy per epoch, training and validation, side by side (PNG)."""
+    return png_bytes(learning_curves_figure(name, history))
+
+
+def learning_curves_figure(name: str, history: list[dict]):
+    """The learning curves as a Matplotlib Figure (a notebook shows it as it is)."""
     epochs = [entry["epoch"] for entry in history]
     figure = new_figure(7.2, 2.9)
     loss_axis, accuracy_axis = figure.subplots(1, 2)
@@ -77,7 +82,7 @@ def learning_curves(name: str, history: list[dict]) -> bytes:
     # A flat curve must look flat: Matplotlib would stretch a change of 0.0005 over the whole axis.
     _at_least(loss_axis, 0.05 * max(abs(value) for value in loss_axis.get_ylim()))
     _at_least(accuracy_axis, 0.1, 0.0, 1.0)
-    return png_bytes(figure)
+    return figure
 
 
 def _at_least(axis, span: float, floor: float = -math.inf, ceiling: float = math.inf) -> None:
@@ -152,9 +157,10 @@ def prediction_scatter(panels: list[tuple[str, np.ndarray, np.ndarray]], classes
     return png_bytes(figure)
 
 
-def accuracy_vs_cost(points: list[dict]) -> bytes:
+def accuracy_vs_cost(points: list[dict], chance: float | None = 0.5) -> bytes:
     """Accuracy against parameters (log scale) and against training time, one point per model.
-    Each point: name, accuracy, parameters (or None), seconds (or None)."""
+    Each point: name, accuracy, parameters (or None), seconds (or None). chance: the accuracy
+    of guessing among balanced classes (1/N), drawn dotted; None draws none."""
     figure = new_figure(10, 3.8)
     size_axis, time_axis = figure.subplots(1, 2)
     for axis, key, label in ((size_axis, "parameters", "parameters (log scale)"),
@@ -170,7 +176,8 @@ def accuracy_vs_cost(points: list[dict]) -> bytes:
             axis.legend(fontsize=7, loc="best")
         else:
             axis.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=axis.transAxes)
-        axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+        if chance is not None:
+            axis.axhline(chance, color="grey", linestyle=":", linewidth=1)
         axis.set_xlabel(label)
         axis.set_ylabel("validation accuracy")
         axis.grid(alpha=0.3, which="both")

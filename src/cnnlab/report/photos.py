@@ -42,7 +42,12 @@ def sample_grid(cache, per_class: int = 8, split: str = "train") -> bytes:
 
 
 def top_losses(name: str, images: list[np.ndarray], captions: list[str], split: str) -> bytes:
-    """Thumbnails of the most confidently wrong photos, each titled true / predicted / probability."""
+    """Thumbnails of the most confidently wrong photos, each titled true / predicted / probability (PNG)."""
+    return png_bytes(top_losses_figure(name, images, captions, split))
+
+
+def top_losses_figure(name: str, images: list[np.ndarray], captions: list[str], split: str):
+    """The same thumbnails as a Matplotlib Figure."""
     columns = min(len(images), 8)
     rows = -(-len(images) // columns)
     height, width = images[0].shape[:2]
@@ -57,7 +62,7 @@ def top_losses(name: str, images: list[np.ndarray], captions: list[str], split: 
     for axis in axes[len(images):]:
         axis.set_axis_off()
     figure.suptitle(f"{name}: most confidently wrong {split} photos", fontsize=10)
-    return png_bytes(figure)
+    return figure
 
 
 def most_confidently_wrong(labels: np.ndarray, probabilities: np.ndarray, limit: int) -> list[int]:

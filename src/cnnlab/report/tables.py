@@ -55,6 +55,8 @@ def metrics_section_body(runs: list[RunData], extra_results=()) -> str:
             _number(row["test_accuracy_at_validation_threshold"]),
         ])
     classes = ["text"] + ["published" if header in PUBLISHED_COLUMNS else "" for header in HEADERS[1:]]
+    if not any(row["published"] for row in rows):
+        return _own_data_table(body, classes)
     sentences = [sentence.replace("**", "").lstrip("- ") for sentence in reading(rows)]
     parts = [
         html.table(HEADERS, body, classes),
@@ -69,6 +71,17 @@ def metrics_section_body(runs: list[RunData], extra_results=()) -> str:
         parts.append(html.subheading("Against the published figures"))
         parts.append(html.bullet_list(sentences))
     return "".join(parts)
+
+
+def _own_data_table(body: list[list], classes: list[str]) -> str:
+    """Runs of models the tutorial never had: no tutorial columns, no comparison with it."""
+    keep = [index for index, header in enumerate(HEADERS)
+            if header not in PUBLISHED_COLUMNS and header != "val best-threshold accuracy"]
+    return html.table([HEADERS[index] for index in keep], [[row[index] for index in keep] for row in body],
+                      [classes[index] for index in keep]) + html.note(
+        "'val accuracy' is at threshold 0.5 for two classes, the most probable class for more. The last column "
+        "is the honest figure: a threshold chosen on validation, applied unchanged to the test photos (the most "
+        "probable class for more than two classes). '-': not measured or undefined.")
 
 
 def per_class_table(run: RunData) -> str | None:

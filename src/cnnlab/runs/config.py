@@ -36,6 +36,11 @@ class TrainConfig:
     # Photos per forward pass inside a batch (gradients summed: the same update, less memory).
     # None = automatic (cnnlab.training.train_step), 0 = whole batches.
     micro_batch_size: int | None = None
+    # The folder of photos the cache was prepared from (`train --data PHOTOS`), for the record.
+    photos: str | None = None
+    # Train at the cache's input size and fit even where the recipe names another (the recipe
+    # recorded in config.json then says what was really trained). Off: such a cache is refused.
+    any_input_size: bool = False
 
     def recipe(self) -> "Recipe":
         """The model's recipe with this configuration's overrides applied (and validated)."""

@@ -17,6 +17,8 @@ from cnnlab.runs import Run, TrainConfig
 from cnnlab.runs.files import checkpoint_names
 from cnnlab.training import distributed, train_step
 from cnnlab.training.batches import CacheBatches
+from cnnlab.training.from_photos import check_cache_fits
+from cnnlab.training.resume import continued_config
 from cnnlab.training.progress_callback import ProgressCallback
 from cnnlab.training.train_step import automatic_micro_batch_size, validation_batch_size
 from cnnlab.training.training_data import open_training_data, photos_per_epoch
@@ -133,14 +135,24 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
                                                                    config.to_dict()))
     state = plan["state"]
     if state is not None:
-        # A resumed run continues exactly as it was configured, but reads the cache and run
-        # folder where the caller says they are now: a relative --data stored by a run started
-        # in another directory would not open (the split hash check below guards the data).
-        config = dataclasses.replace(TrainConfig.from_dict(plan["train"]), cache=config.cache, out=config.out)
+        # A resumed run continues as it was configured (training.resume says what --epochs may
+        # extend), but reads the cache and run folder where the caller says they are now: a
+        # relative --cache stored by a run started elsewhere would not open (the split hash
+        # check below guards the data).
+        stored = TrainConfig.from_dict(plan["train"])
+        config, state = continued_config(stored, config, state, run.path)
+        if config.epochs != stored.epochs and workers.is_main:
+            run.record_configuration(config.to_dict(), {**run.config["recipe"], "epochs": config.recipe().epochs})
         if state.get("finished"):
             return state
     recipe = config.recipe()
     data = open_training_data(config.cache, workers)
+    decode = data.manifest["decode"]
+    if state is None:  # a resumed run was checked when it started
+        check_cache_fits(decode, recipe, config.model, config.any_input_size)
+    if config.any_input_size:  # the stored recipe says what is really trained
+        recipe = dataclasses.replace(recipe, input_width=int(decode["width"]), input_height=int(decode["height"]),
+                                     fit=decode.get("fit", "stretch"))
     if state is not None and plan["split_hash"] != data.split_hash:
         raise UserError(f"{run} was trained on another split of the data (split hash differs); "
                          "resume with the same cache or start a new run")
@@ -235,6 +247,8 @@ def _write_description(run, config, recipe, data, model, description: dict, inpu
         "model_description": spec.description, "input_shape": list(input_shape),
         "image_data_format": keras.config.image_data_format(), "backend": keras.backend.backend(),
         "parameters": count_parameters(model), "precision": precision, "initial_weights": initial,
+        # The loss as it is computed: a recipe's 'bce' is categorical cross-entropy for N > 2 classes.
+        "loss_function": recipe.make_loss(len(data.cache.classes)).name,
         "workers": workers.world_size,
     }, classes=data.cache.classes, data={"cache": str(Path(config.cache).resolve()), **description},
         versions=library_versions())
