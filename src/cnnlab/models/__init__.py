@@ -11,6 +11,7 @@ users skip sklearn.
 from cnnlab.models import tutorial  # noqa: F401  (registers the tutorial's models)
 from cnnlab.models import modern  # noqa: F401  (registers the modern models, after the tutorial's)
 from cnnlab.models import transfer  # noqa: F401  (registers the transfer-learning model)
+from cnnlab.models import efficientnet_lite  # noqa: F401  (registers the offline-pretrained models)
 # isort: on
 from cnnlab.models.flops import FLOP_COUNTERS, forward_flops, layer_flops
 from cnnlab.models.registry import (

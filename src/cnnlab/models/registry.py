@@ -34,6 +34,9 @@ class ModelSpec:
     recipe: Recipe
     tutorial: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     family: str = "tutorial"
+    # The weights a run starts from when `--init-weights` names none (a value --init-weights
+    # accepts, e.g. 'imagenet-offline'); None = the builder's random initialisation.
+    init_weights: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -131,6 +134,7 @@ def describe_models(family: str | None = None) -> list[dict[str, Any]]:
                 "forward_flops": forward_flops(model),
                 "input_shape": list(spec.recipe.input_shape()),
                 "recipe": spec.recipe.to_dict(),
+                "init_weights": spec.init_weights,
                 "tutorial": dict(spec.tutorial),
             }
         )

@@ -31,7 +31,8 @@ class TrainConfig:
     # Use only this many training / validation images (a seeded, class-mixed subset): --quick.
     train_limit: int | None = None
     val_limit: int | None = None
-    # Initial weights: 'imagenet' (a transfer model's backbone) or a weights file; None = random.
+    # Initial weights: 'imagenet' (a transfer model's backbone), 'imagenet-offline', 'none' or a
+    # weights file; None = the model's own (ModelSpec.init_weights; random for most models).
     init_weights: str | None = None
     # Photos per forward pass inside a batch (gradients summed: the same update, less memory).
     # None = automatic (cnnlab.training.train_step), 0 = whole batches.

@@ -175,11 +175,13 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
         # skipped loading one (the optimizer is restored from its own checkpoint below).
         run.load_last_weights(model, state)
     initial = None
-    if state is None and config.init_weights and workers.is_main:
+    # --init-weights, else the weights the model is published with (ModelSpec.init_weights).
+    init_weights = config.init_weights or get_model_spec(config.model).init_weights
+    if state is None and init_weights and workers.is_main:
         # Before anything is written: weights that do not fit leave no half-made run folder.
         from cnnlab.models.transfer import apply_initial_weights
 
-        initial = apply_initial_weights(model, config.init_weights)
+        initial = apply_initial_weights(model, init_weights)
     train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
                                               epoch=0 if state is None else state["epochs_done"],
                                               validation_batch=validation_batch_size(model, recipe.batch_size))
