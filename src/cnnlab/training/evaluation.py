@@ -7,6 +7,7 @@ reported beside it and labelled as such.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -22,6 +23,27 @@ from cnnlab.runs import Run
 from cnnlab.training.batches import CacheBatches
 
 
+def _no_gradient():
+    """Inference only: PyTorch would otherwise record every operation of a batch for a backward
+    pass and hold all its activations (gigabytes for a batch of 256 through EfficientNet-Lite0)."""
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _predict_batches(model, batches, tta_flip: bool, outputs: list) -> None:
+    for index in range(len(batches)):
+        inputs, _ = batches[index]
+        probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
+        if tta_flip:
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
+            mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
+            probabilities = (probabilities + mirrored_probabilities) / 2
+        outputs.append(probabilities)
+
+
 def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256,
                           tta_flip: bool = False) -> tuple[np.ndarray, float]:
     """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
@@ -32,14 +54,8 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
     outputs = []
     started = time.perf_counter()
-    for index in range(len(batches)):
-        inputs, _ = batches[index]
-        probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
-        if tta_flip:
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
-            mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
-            probabilities = (probabilities + mirrored_probabilities) / 2
-        outputs.append(probabilities)
+    with _no_gradient():
+        _predict_batches(model, batches, tta_flip, outputs)
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(outputs).astype(np.float64)
     if probabilities.shape[1] == 1:
