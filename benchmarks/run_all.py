@@ -8,7 +8,9 @@ The benchmarks: data_pipeline.py (decode + resize, prepare's memory), training_s
 (matmul ceiling; cnnlab train vs the tutorial's code path per model), serving.py (predict vs
 model.predict, HTTP latency) and modern_recipe.py (one seed of resnet9 end to end: accuracy,
 time to 75/85/90% validation accuracy; the 3-seed figure is `modern_recipe.py` alone) and
-distributed_scaling.py (one process vs two torchrun workers). A
+distributed_scaling.py (one process vs two torchrun workers) and pretrained.py (EfficientNet-Lite0's
+offline ImageNet weights: zero-shot, frozen features + linear head, one fine-tuning seed; the
+3-seed figure is `pretrained.py` alone; needs the [pretrained] extra). A
 benchmark that fails is reported with its error and the others still run; the exit status is 1
 if any failed. Quick mode asserts nothing about times: its numbers mean nothing.
 """
@@ -30,6 +32,7 @@ SUITE = {
     "serving": (["serving.py"], ["--requests", "10", "--photos", "64", "--rounds", "1"]),
     "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),
     "distributed_scaling": (["distributed_scaling.py"], ["--quick"]),
+    "pretrained": (["pretrained.py", "--fine-tune-seeds", "1"], ["--quick"]),
 }
 
 
