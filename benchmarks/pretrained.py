@@ -146,7 +146,7 @@ def linear_head(cache, feature_sets: dict) -> dict:
 def fine_tune(cache_dir: Path, work: Path, seed: int, quick: bool) -> dict:
     out = work / f"run-{TRANSFER_MODEL}-seed{seed}"
     started = time.perf_counter()
-    limits = {"train_limit": 64, "val_limit": 32, "epochs": 1} if quick else {}
+    limits = {"train_limit": 32, "val_limit": 16, "epochs": 1} if quick else {}
     state = train(TrainConfig(TRANSFER_MODEL, str(cache_dir), str(out), seed=seed, **limits),
                   resume=out.exists(), show_progress=False, stream=sys.stderr)
     evaluation = evaluate_run(out)
@@ -196,7 +196,7 @@ def main() -> None:
     parser.add_argument("--work", help="folder for the cache, features and runs (default: a temporary one)")
     parser.add_argument("--fine-tune-seeds", type=int, default=3, help="fine-tuning runs (0 = none)")
     parser.add_argument("--zero-shot-photos", type=int, help="test photos for the zero-shot row (default: all)")
-    parser.add_argument("--quick", action="store_true", help="256/100/200 photos, 1 short fine-tuning seed")
+    parser.add_argument("--quick", action="store_true", help="128/50/100 photos, 1 short fine-tuning seed")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice). On a busy "
                         "machine 1 thread can be much faster: EfficientNet's ~300 small operations per forward "
                         "pass each wait at an OpenMP barrier for a descheduled sibling thread")
@@ -206,10 +206,10 @@ def main() -> None:
 
         torch.set_num_threads(arguments.threads)
     seeds = 1 if arguments.quick else arguments.fine_tune_seeds
-    zero_shot_photos = 40 if arguments.quick else arguments.zero_shot_photos
+    zero_shot_photos = 20 if arguments.quick else arguments.zero_shot_photos
     work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-pretrained-"))
     work.mkdir(parents=True, exist_ok=True)
-    train_total, val_total, test_total = (256, 100, 200) if arguments.quick else (4096, 500, 1000)
+    train_total, val_total, test_total = (128, 50, 100) if arguments.quick else (4096, 500, 1000)
     linear = get_model_spec(LINEAR_MODEL).recipe
     if (linear.input_width, linear.input_height, linear.fit) != tuple(getattr(get_model_spec(TRANSFER_MODEL).recipe, key)
                                                                      for key in ("input_width", "input_height", "fit")):

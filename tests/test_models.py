@@ -165,12 +165,13 @@ def test_efficientnet_parameter_counts_and_what_trains(name):
     if name in FROZEN_BACKBONE_MODELS:
         assert trainable == 1280 + 1
     else:
-        # Blocks 11-15 (the last stage at 192 wide, expansion 6, kernel 5, then 192 -> 320 with
-        # kernel 3) and the head convolution: weights, batch-norm gamma and beta; the head.
-        last_stage = (112 * 672 + 2 * 672) + (25 * 672 + 2 * 672) + (672 * 192 + 2 * 192) \
-            + 3 * ((192 * 1152 + 2 * 1152) + (25 * 1152 + 2 * 1152) + (1152 * 192 + 2 * 192))
-        block15 = (192 * 1152 + 2 * 1152) + (9 * 1152 + 2 * 1152) + (1152 * 320 + 2 * 320)
-        assert trainable == last_stage + block15 + (320 * 1280 + 2 * 1280) + 1280 + 1
+        # The convolutions of blocks 11-15 (the last stage at 192 wide, expansion 6, kernel 5,
+        # then 192 -> 320 with kernel 3) and the head convolution, then the head; every batch
+        # norm stays frozen.
+        last_stage = (112 * 672 + 25 * 672 + 672 * 192) + 3 * (192 * 1152 + 25 * 1152 + 1152 * 192)
+        block15 = 192 * 1152 + 9 * 1152 + 1152 * 320
+        assert trainable == last_stage + block15 + 320 * 1280 + 1280 + 1
+        assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert models.get_model_spec(name).init_weights == "imagenet-offline"
     # Stock Keras layers only, so that a .keras file loads in plain Keras (test_pretrained.py).
     assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)

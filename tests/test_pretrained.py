@@ -350,3 +350,16 @@ def test_tensorflow_channels_last_gives_the_reference_logits(tmp_path):
     result = json.loads(completed.stdout.strip().splitlines()[-1])
     assert (result["backend"], result["format"]) == ("tensorflow", "channels_last")
     assert result["max_difference"] < 1e-4
+
+
+def test_a_linear_run_warm_starts_the_fine_tuned_model(linear_run):
+    """Linear probe, then fine-tuning: `cnnlab train efficientnet-lite0-transfer --init-weights
+    LINEAR_RUN/best.weights.h5` starts from the trained head too (same layers, other trainability)."""
+    from cnnlab.runs import Run
+
+    run = Run.open(linear_run)
+    model = build_model("efficientnet-lite0-transfer", tuple(run.config["input_shape"]))
+    record = apply_initial_weights(model, str(run.weights_path()))
+    assert record["loaded_into"] == "model"
+    for got, expected in zip(model.get_weights(), run.build_model().get_weights()):
+        np.testing.assert_array_equal(got, expected)

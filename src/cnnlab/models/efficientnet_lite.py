@@ -179,10 +179,12 @@ def build_imagenet_classifier(input_shape: Sequence[int] | None = None) -> keras
 
 
 def build_classifier(name: str, input_shape: Sequence[int], num_classes: int, trainable_from: int | None) -> keras.Model:
-    """The backbone under cnnlab's classification head. trainable_from: the first block that
-    trains; the layers before it (input scaling, stem, earlier blocks) are frozen, and their
-    batch norms then run in inference mode (Keras' rule). None: only the head trains. The head
-    convolution after the last block trains whenever any block does."""
+    """The backbone under cnnlab's classification head. trainable_from: the first block whose
+    convolutions train; the layers before it (input scaling, stem, earlier blocks) are frozen.
+    None: only the head trains. The head convolution after the last block trains whenever any
+    block does. Every batch norm stays frozen, in inference mode with its ImageNet statistics
+    (Keras' advice for fine-tuning: batch statistics of 32 photos of two classes would replace
+    the ImageNet ones and shift every feature the layers above were trained on)."""
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     head = classification_head(num_classes)
     model = keras.Model(inputs, head(_pooled(inputs)), name=name)
@@ -193,7 +195,7 @@ def build_classifier(name: str, input_shape: Sequence[int], num_classes: int, tr
 
 
 def _frozen(layer_name: str, trainable_from: int | None) -> bool:
-    if trainable_from is None:
+    if trainable_from is None or layer_name.endswith("_bn"):
         return True
     block = re.match(r"block(\d+)_", layer_name)
     if block:
@@ -208,11 +210,12 @@ def _frozen(layer_name: str, trainable_from: int | None) -> bool:
 # training can afford to stay.
 TRANSFER_SIDE = 160
 LINEAR_SIDE = 160
-# efficientnet-lite0-transfer fine-tunes the last stage (blocks 11-14 at 1/32 of the input side,
-# block 15) and the head: 2.67 M of the 3.37 M weights, at a quarter of the cost of training
-# every layer. Measured (one thread, batch 32, 160 x 160, /tmp script of issue 16): a training
-# step took 206 ms per photo with every layer trainable, 52 ms from block 11, 27 ms from block
-# 15; a forward pass 23-35 ms. 4,096 photos x 2 epochs from block 11 fit the 10-minute budget.
+# efficientnet-lite0-transfer fine-tunes the convolutions of the last stage (blocks 11-14 at
+# 1/32 of the input side, block 15) and the head: 2.66 M of the 3.37 M weights, at a quarter of
+# the cost of training every layer. Measured (one thread, batch 32, 160 x 160, /tmp script of
+# issue 16): a training step took 206 ms per photo with every layer trainable, 52 ms from block
+# 11, 27 ms from block 15; a forward pass 23-35 ms. 4,096 photos x 2 epochs from block 11 fit
+# the 10-minute budget.
 FINE_TUNED_FROM_BLOCK = 11
 OFFLINE_WEIGHTS = "imagenet-offline"  # cnnlab.models.efficientnet_lite_weights.SOURCE_NAME
 
@@ -226,11 +229,18 @@ def _builder(name: str, trainable_from: int | None):
 
 
 def transfer_recipe() -> Recipe:
-    """Fine-tune the last stage and the head from the ImageNet weights: a low peak learning rate
-    (the pretrained features are adjusted, not overwritten), a short warm-up so the fresh head's
-    first large gradients do not disturb them, cosine decay, mirror images, flip TTA."""
+    """Fine-tune the last stage's convolutions and the head from the ImageNet weights: a short
+    warm-up so the fresh head's first large gradients do not disturb the pretrained features,
+    cosine decay, mirror images, flip TTA.
+
+    Measured with benchmarks/pretrained.py --threads 1 (seed 0, 4,096 training photos at 160 x 160,
+    a busy machine): learning rate 3e-4 with the batch norms training gave 97.9% test accuracy
+    (validation 97.4%) in 460 s of training; this recipe (1e-3, batch norms frozen) 97.7%
+    (validation 98.2%) in 384 s, and over seeds 0-2 97.5% (97.3-97.7%) in 457 s of training +
+    evaluation. Neither beats the frozen features' linear head on the same split (97.9%): the
+    98.5% target was not reached at this size and budget."""
     return Recipe(
-        loss="bce", optimizer="adamw", learning_rate=3e-4, batch_size=32, epochs=2, pixel_scale="unit",
+        loss="bce", optimizer="adamw", learning_rate=1e-3, batch_size=32, epochs=2, pixel_scale="unit",
         input_width=TRANSFER_SIDE, input_height=TRANSFER_SIDE, fit="crop", weight_decay=0.01, label_smoothing=0.1,
         augment=Augment(flip="random"), warmup_epochs=0.3, schedule="cosine", tta_flip=True, precision="float32")
 
