@@ -173,6 +173,9 @@ def test_efficientnet_parameter_counts_and_what_trains(name):
         assert trainable == last_stage + block15 + 320 * 1280 + 1280 + 1
         assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
     assert models.get_model_spec(name).init_weights == "imagenet-offline"
+    # Stochastic depth only where layers train: a frozen block must give what inference gives.
+    dropped = sorted(int(layer.name[5:].split("_")[0]) for layer in model.layers if layer.name.endswith("_drop"))
+    assert dropped == ([] if name in FROZEN_BACKBONE_MODELS else [12, 13, 14])
     # Stock Keras layers only, so that a .keras file loads in plain Keras (test_pretrained.py).
     assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
 
