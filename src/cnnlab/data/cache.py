@@ -130,7 +130,7 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
     started = time.perf_counter()
     found, root, cache_dir = selection, selection.root, Path(cache_dir)
     remove_stale_temporaries(cache_dir)
-    split, classes, assignment, selected = selection.split, selection.classes, selection.assignment, selection.selected
+    classes, assignment, selected = selection.classes, selection.assignment, selection.selected
     decode_key = options.decode_key()
     old = read_manifest(cache_dir)
     old_records, old_skips = _reusable_rows(old, root, decode_key)
@@ -179,14 +179,15 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
     if not to_decode and old is not None:
         # Nothing new to decode: if the manifest would come out the same, there is no work.
         entries = list(resolve(iter(())))
-        manifest = _build_manifest(root, found.layout, options, decode_key, split, classes,
+        manifest = _build_manifest(root, found.layout, options, decode_key, selection.split_record, classes,
                                    [e for e, pixels in entries if pixels is not None],
                                    found.ignored + [e for e, pixels in entries if pixels is None], selection.shard)
         up_to_date = manifest == old
     if not up_to_date:
         manifest, committed = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
                                 old if old_records else None, row_shape,
-                                lambda records, skipped: _build_manifest(root, found.layout, options, decode_key, split,
+                                lambda records, skipped: _build_manifest(root, found.layout, options, decode_key,
+                                                                         selection.split_record,
                                                                          classes, records, found.ignored + skipped,
                                                                          selection.shard),
                                 commit_empty=not (refuse_empty and plan))
@@ -255,7 +256,7 @@ def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_ma
             partial.unlink()
 
 
-def _build_manifest(root, layout, options, decode_key, split, classes, records, skipped, shard=None) -> dict:
+def _build_manifest(root, layout, options, decode_key, split_record, classes, records, skipped, shard=None) -> dict:
     counts = {name: {cls: 0 for cls in classes} for name in SPLIT_NAMES}
     for record in records:
         counts[record["split"]][record["class"]] += 1
@@ -264,7 +265,7 @@ def _build_manifest(root, layout, options, decode_key, split, classes, records, 
         "format_version": FORMAT_VERSION,
         "source": {"root": str(root), "layout": layout},
         "decode": decode_key,
-        "split": split.to_dict(),
+        "split": split_record,
         **({"shard": shard} if shard else {}),  # absent from unsharded caches, which stay byte-identical
         "classes": classes,
         "class_to_index": {name: index for index, name in enumerate(classes)},
