@@ -1,10 +1,12 @@
-"""Issue 15, splits for anyone's folder: stratified by default, fractions or totals, one-line
-errors for classes too small, and 20 photos per class trained end to end with the defaults."""
+"""Issue 15, splits for anyone's folder: stratified by default, fractions or totals, counts that
+hold when photos fail to decode, one-line errors for classes too small, and 20 photos per class
+trained end to end with the defaults."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -12,9 +14,21 @@ import sys
 import pytest
 
 from cnnlab import cli
-from cnnlab.data.cache import read_manifest
-from cnnlab.errors import EXIT_USAGE
+from cnnlab.data import cache as cache_module
+from cnnlab.data.cache import MANIFEST_NAME, PrepareOptions, prepare, read_manifest
+from cnnlab.data.decode import DecodeOptions
+from cnnlab.data.reader import open_cache
+from cnnlab.data.shards import prepare_sharded
+from cnnlab.data.splits import SplitOptions, assign_splits
+from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, EXIT_USAGE, UserError
 from conftest import real_photos
+from imagefiles import write_bad_files
+
+SMALL = DecodeOptions(16, 12)
+
+
+def _options(split: SplitOptions) -> PrepareOptions:
+    return PrepareOptions(decode=SMALL, split=split, workers=1)
 
 
 def _counts(manifest, split):
@@ -108,3 +122,121 @@ def test_twenty_photos_per_class_prepare_with_the_defaults_and_train(shared_phot
     run = Run.open(tmp_path / "run")
     assert run.classes == ["cats", "dogs", "others"] and run.data["split_hash"] == manifest["split_hash"]
     assert run.data["train_images"] == 48 and run.data["val_images"] == 6
+
+
+# ---- bad photos: skipped first, then split ---------------------------------------------------------
+
+@pytest.fixture
+def with_bad(small_kaggle_folder, tmp_path):
+    """12 real photos per class plus 6 broken ones per class (18 found); and the same folder without them."""
+    clean = tmp_path / "clean"
+    shutil.copytree(small_kaggle_folder, clean)
+    bad = {**write_bad_files(small_kaggle_folder, "cat"), **write_bad_files(small_kaggle_folder, "dog")}
+    return small_kaggle_folder, clean, set(bad)
+
+
+def test_bad_photos_are_replaced_so_validation_and_test_counts_hold(with_bad, tmp_path):
+    photos, clean, bad = with_bad
+    options = _options(SplitOptions("stratified", val=8, test=6, seed=1))
+    paths = sorted(path.name for path in photos.iterdir())
+    before = dict(zip(paths, assign_splits(paths, [p.split(".")[0] for p in paths], options.split)))
+    assert {before[name] for name in bad} & {"val", "test"}  # without replacement, the counts would shrink
+
+    first = prepare(photos, tmp_path / "cache", options, show_progress=False)
+    manifest = first.manifest
+    assert _counts(manifest, "val") == {"cat": 4, "dog": 4} and _counts(manifest, "test") == {"cat": 3, "dog": 3}
+    assert _counts(manifest, "train") == {"cat": 5, "dog": 5}  # the other 12 - 7 good ones
+    assert {item["path"] for item in manifest["skipped"]} == bad and first.decoded == 36
+    assert manifest["split"]["per_class"] == {"cat": {"val": 4, "test": 3, "train": None},
+                                              "dog": {"val": 4, "test": 3, "train": None}}
+    # The same cache as a folder that never held the bad photos: split hash, row order, labels.
+    without = prepare(clean, tmp_path / "clean-cache", options, show_progress=False).manifest
+    assert manifest["split_hash"] == without["split_hash"]
+    assert [(r["path"], r["split"]) for r in manifest["records"]] == [(r["path"], r["split"]) for r in without["records"]]
+    cache = open_cache(tmp_path / "cache")
+    assert [cache.splits[row] for row in range(len(cache.splits))] == [r["split"] for r in manifest["records"]]
+    # Incremental: the next prepare knows the bad photos and finds the cache up to date.
+    again = prepare(photos, tmp_path / "cache", options, show_progress=False)
+    assert again.up_to_date and again.decoded == 0 and again.manifest == manifest
+
+
+def test_fractions_and_a_fixed_training_count_hold_too(with_bad, tmp_path):
+    photos, _, bad = with_bad
+    by_fraction = prepare(photos, tmp_path / "fractions", _options(SplitOptions(val=0.2, test=0.1)),
+                          show_progress=False).manifest
+    # Shares of the 18 photos found per class (before decoding): 3.6 -> 4 and 1.8 -> 2, all usable ones.
+    assert _counts(by_fraction, "val") == {"cat": 4, "dog": 4} and _counts(by_fraction, "test") == {"cat": 2, "dog": 2}
+    assert _counts(by_fraction, "train") == {"cat": 6, "dog": 6}
+    assert by_fraction["split"]["val"] == 0.2 and by_fraction["split"]["per_class"]["cat"]["val"] == 4
+
+    fixed = _options(SplitOptions("stratified", train=8, val=6, test=4, seed=5))
+    result = prepare(photos, tmp_path / "fixed", fixed, show_progress=False)
+    assert _counts(result.manifest, "train") == {"cat": 4, "dog": 4}
+    assert _counts(result.manifest, "val") == {"cat": 3, "dog": 3} and _counts(result.manifest, "test") == {"cat": 2, "dog": 2}
+    reached = {item["path"] for item in result.manifest["skipped"]}
+    assert reached <= bad and result.decoded == 18 + len(reached)  # only the photos the split reached
+    assert prepare(photos, tmp_path / "fixed", fixed, show_progress=False).up_to_date
+
+
+def test_a_sharded_cache_replaces_bad_photos_as_an_unsharded_one(with_bad, tmp_path):
+    photos, _, _ = with_bad
+    options = _options(SplitOptions("stratified", train=10, val=8, test=6, seed=1))
+    plain = prepare(photos, tmp_path / "plain", options, show_progress=False).manifest
+    sharded = prepare_sharded(photos, tmp_path / "sharded", options, 3, show_progress=False).manifest
+    assert sharded["split_hash"] == plain["split_hash"] and sharded["counts"] == plain["counts"]
+    assert [r["path"] for r in open_cache(tmp_path / "sharded").manifest["records"]] == [r["path"] for r in plain["records"]]
+
+
+def test_an_interrupted_replacement_leaves_the_old_cache(small_kaggle_folder, tmp_path, monkeypatch):
+    out, options = tmp_path / "cache", _options(SplitOptions("stratified", val=8, test=6, seed=1))
+    prepare(small_kaggle_folder, out, options, show_progress=False)
+    before = (out / MANIFEST_NAME).read_bytes()
+    write_bad_files(small_kaggle_folder, "cat")  # new photos, some in validation or test until decoded
+    write_bad_files(small_kaggle_folder, "dog")
+
+    def interrupted(*arguments):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C while rows were being moved
+
+    monkeypatch.setattr(cache_module, "reorder_rows", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(small_kaggle_folder, out, options, show_progress=False)
+    assert (out / MANIFEST_NAME).read_bytes() == before and open_cache(out).images.shape[0] == 24
+    assert not [path.name for path in out.iterdir() if path.name.endswith(".partial")]
+    monkeypatch.undo()
+    result = prepare(small_kaggle_folder, out, options, show_progress=False)
+    assert result.decoded == 12 and result.reused == 24  # only the new files decoded
+    old = json.loads(before)  # the bad photos change nothing but the list of skipped files
+    assert result.manifest["records"] == old["records"] and result.manifest["split_hash"] == old["split_hash"]
+    assert len(result.manifest["skipped"]) == 12
+
+
+def test_a_class_left_too_small_by_bad_photos_is_reported_and_the_cache_kept(small_kaggle_folder, tmp_path):
+    out = tmp_path / "cache"
+    prepare(small_kaggle_folder, out, _options(SplitOptions()), show_progress=False)
+    before = (out / MANIFEST_NAME).read_bytes()
+    for path in sorted(small_kaggle_folder.glob("dog.*.jpg"))[:10]:
+        path.write_bytes(b"")  # 2 usable dogs of 12 found: the default split needs 1 + 1 + 1
+    with pytest.raises(UserError) as error:
+        prepare(small_kaggle_folder, out, _options(SplitOptions()), show_progress=False)
+    message = str(error.value)
+    assert error.value.exit_code == EXIT_SOME_INPUTS_FAILED and "\n" not in message
+    assert message.startswith("class 'dog' has 2 usable photos (10 of its 12 could not be decoded); ")
+    assert "prepare-report.json" in message and "the cache was not changed" in message
+    report = json.loads((out / "prepare-report.json").read_text())
+    assert len(report["skipped"]) == 10 and report["summary"].startswith("no cache written")
+    assert (out / MANIFEST_NAME).read_bytes() == before
+
+
+def test_rows_are_reordered_in_place_and_dropped_rows_cut(tmp_path):
+    import numpy as np
+
+    from cnnlab.data.cache_io import finish_npy, reorder_rows
+
+    rows = np.arange(7 * 2 * 3 * 3, dtype=np.uint8).reshape(7, 2, 3, 3)
+    path = tmp_path / "rows.npy"
+    with open(path, "wb") as output:
+        output.write(b"\0" * 128 + rows.tobytes())
+        finish_npy(output, rows.shape)
+    order = [3, 0, 6, 1, 2]  # rows 4 and 5 dropped
+    reorder_rows(path, order, (2, 3, 3))
+    np.testing.assert_array_equal(np.load(path), rows[order])

@@ -21,7 +21,9 @@ splits:
       a count N: a TOTAL over all classes, shared equally, the first classes (sorted)
         taking one more when N does not divide (--val 500 over 3 classes: 167, 167, 166).
     Defaults: --val {STRATIFIED['val']} --test {STRATIFIED['test']}, train all the rest, --seed {DEFAULT_SEED}; so a class
-    needs at least 3 photos (1 each), or pass --test 0. Counts are set from the photos found.
+    needs at least 3 photos (1 each), or pass --test 0. Counts are set from the photos found;
+    a photo that does not decode is skipped, reported and replaced by the next one, so they
+    hold exactly.
   --split tutorial: the tutorial's split, per class, by numeric id: the first --train
     ({TUTORIAL['train']}) train, the last --val ({TUTORIAL['val']}) validate, --test ({TUTORIAL['test']}) from the ids in
     between. Counts are PER CLASS and whole numbers; a bad photo is skipped, not replaced.
@@ -97,7 +99,7 @@ def register(commands) -> None:
                          help="decode JPEGs at full size (the tutorial's exact pixels) instead of the faster DCT "
                               "downscale (default: off)")
     prepare.add_argument("--split", choices=SPLIT_KINDS, default=None,
-                         help="stratified: seeded per class; tutorial: first 2,048 / last 512 "
+                         help="stratified: seeded per class, bad photos replaced; tutorial: first 2,048 / last 512 "
                               f"per class by id (default: {DEFAULT_KIND}; see below)")
     for name, stratified in (("train", "all the rest"), ("val", STRATIFIED["val"]), ("test", STRATIFIED["test"])):
         prepare.add_argument(f"--{name}", type=_split_value, metavar="N|F",

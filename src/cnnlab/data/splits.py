@@ -8,8 +8,8 @@
     - a whole number: a total over all classes, shared equally, the first classes in sorted
       order taking one more when it does not divide (--val 500 over 3 classes is 167, 167, 166).
   Defaults: val 0.1, test 0.1, train all the rest, seed 0. Each class's counts are computed from
-  the photos found in it before any decoding; photos known not to decode (`unusable`) are
-  passed over, the next ones in the seeded order taking their place, so the counts hold exactly.
+  the photos found in it before any decoding; photos that then fail to decode are passed over
+  (the next ones in the seeded order take their place), so the counts hold exactly.
 - "tutorial": per class, files sorted by their numeric id; the first 2,048 train and the last
   512 validate, as the tutorial does (it used glob order, which is not deterministic; sorting
   by id is what it meant). An optional test split takes the photos right after the training
