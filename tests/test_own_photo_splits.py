@@ -1,6 +1,6 @@
 """Issue 15, splits for anyone's folder: stratified by default, fractions or totals, counts that
-hold when photos fail to decode, one-line errors for classes too small, and 20 photos per class
-trained end to end with the defaults."""
+hold when photos fail to decode, one-line errors for classes too small, an existing cache never
+re-split behind the user's back, and 20 photos per class trained end to end with the defaults."""
 
 from __future__ import annotations
 
@@ -240,3 +240,26 @@ def test_rows_are_reordered_in_place_and_dropped_rows_cut(tmp_path):
     order = [3, 0, 6, 1, 2]  # rows 4 and 5 dropped
     reorder_rows(path, order, (2, 3, 3))
     np.testing.assert_array_equal(np.load(path), rows[order])
+
+
+# ---- an existing cache is re-split only when asked -----------------------------------------------------
+
+def test_an_existing_cache_is_not_re_split_by_changed_defaults(small_kaggle_folder, tmp_path):
+    out = tmp_path / "cache"
+    tutorial = _options(SplitOptions("tutorial", train=8, val=4))
+    first = prepare(small_kaggle_folder, out, tutorial, show_progress=False)
+    with pytest.raises(UserError) as error:  # e.g. `cnnlab prepare DATA --out CACHE` as before the default changed
+        prepare(small_kaggle_folder, out, _options(SplitOptions()), show_progress=False)
+    assert str(error.value).startswith(f"--out {out} holds a cache split with --split tutorial --train 8 --val 4 "
+                                       "--test 0, not the default --split stratified --val 0.1 --test 0.1; pass "
+                                       "--split tutorial --train 8 --val 4 --test 0 to update it as it is")
+    status, printed, err = _cli("prepare", small_kaggle_folder, "--out", out)  # the command line: one line, exit 2
+    assert status == EXIT_USAGE and printed == "" and err.count("\n") == 1 and "--split tutorial --train 8" in err
+    assert prepare(small_kaggle_folder, out, tutorial, show_progress=False).up_to_date
+    resplit = prepare(small_kaggle_folder, out, _options(SplitOptions("stratified")), show_progress=False)
+    assert resplit.decoded == 0 and resplit.manifest["split_hash"] != first.manifest["split_hash"]
+    # The same for a cache prepared with the old stratified defaults (500 and 500), sharded too.
+    old_defaults = _options(SplitOptions("stratified", val=4, test=2))
+    prepare_sharded(small_kaggle_folder, tmp_path / "sharded", old_defaults, 2, show_progress=False)
+    with pytest.raises(UserError, match="holds a cache split with --split stratified --val 4 --test 2"):
+        prepare_sharded(small_kaggle_folder, tmp_path / "sharded", _options(SplitOptions()), 2, show_progress=False)

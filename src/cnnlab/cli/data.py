@@ -28,7 +28,8 @@ splits:
     ({TUTORIAL['train']}) train, the last --val ({TUTORIAL['val']}) validate, --test ({TUTORIAL['test']}) from the ids in
     between. Counts are PER CLASS and whole numbers; a bad photo is skipped, not replaced.
     `cnnlab reproduce` uses it.
-  The manifest records the options and each class's counts.
+  The manifest records the options and each class's counts; prepare without split options
+  never re-splits an existing cache (it says which options to pass).
 """
 
 

@@ -17,7 +17,8 @@ Re-running reuses the pixels of unchanged files (same path, size and mtime, same
 options) and decodes only new or changed ones. A photo that does not decode is skipped and
 reported; in a stratified split the next photo in its class's seeded order takes its place, so
 the requested counts hold (cache_plan.py). `prepare` writes only into a folder that is cnnlab's
-(cache_folder.py), and stops with exit status 1 when not one selected photo can be used.
+(cache_folder.py), never re-splits a cache unless split options are given, and stops with exit
+status 1 when not one selected photo can be used.
 
 `prepare_selection` also writes each shard of a sharded cache (cnnlab.data.shards): a shard is
 an ordinary cache of a subset of the photos whose manifest carries a "shard" entry.
@@ -35,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.cache_folder import (FORMAT_VERSION, MANIFEST_NAME, PIXEL_FILE, REPORT_NAME, check_out_folder,
-                                     is_cnnlab_manifest, load_manifest, remove_stale_temporaries)
+                                     check_split_kept, is_cnnlab_manifest, load_manifest, remove_stale_temporaries)
 from cnnlab.data.cache_io import NPY_HEADER_BYTES, RowReader, finish_npy, reorder_rows, replace_atomically
 from cnnlab.data.cache_plan import CachePlan
 from cnnlab.data.parallel import decode_in_parallel
@@ -121,6 +122,7 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     if count is not None:
         raise UserError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
     check_out_folder(cache_dir)
+    check_split_kept(cache_dir, options.split)
     return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress, refuse_empty=True,
                              refine=True)
 

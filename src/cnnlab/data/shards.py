@@ -34,7 +34,7 @@ from pathlib import Path
 
 from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, REASONS_SHOWN, REPORT_NAME, PrepareOptions, PrepareResult,
                                prepare_selection, read_manifest, reusable_rows, select_photos, sharded_count)
-from cnnlab.data.cache_folder import check_out_folder, is_cnnlab_manifest, remove_stale_temporaries
+from cnnlab.data.cache_folder import check_out_folder, check_split_kept, is_cnnlab_manifest, remove_stale_temporaries
 from cnnlab.data.cache_io import replace_atomically
 from cnnlab.data.cache_plan import known_unusable
 from cnnlab.data.photo_file import path_bytes, printable_path
@@ -121,6 +121,7 @@ def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, o
         raise UserError(f"--shard-index must be between 0 and {count - 1} for --shards {count}, got {only}")
     cache_dir = Path(cache_dir)
     _check_folder(cache_dir, count)
+    check_split_kept(cache_dir, options.split)
     selection = select_photos(data_dir, options)  # once, from the whole folder: the split every shard shares
     shard_by_path = [shard_of(path, count) for path in selection.paths]
     indices = range(count) if only is None else [only]
