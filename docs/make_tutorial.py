@@ -206,7 +206,7 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
     tour.add("The tutorial keeps the first 2,048 cats and dogs for training and the last 512 of each for "
              "validation, labels cat = 1, and feeds raw 0-255 pixels. `cnnlab prepare` decodes each photo once "
              "into a memory-mapped cache with that split (and test photos from the ids in between):", "")
-    tour.cnnlab("prepare", photos, "--out", tour.work / "cache", "--train", config["train_per_class"],
+    tour.cnnlab("prepare", photos, "--out", tour.work / "cache", "--split", "tutorial", "--train", config["train_per_class"],
                 "--val", config["val_per_class"], "--test", config["test_per_class"])
     tutorial_steps(tour, reproduction, results)
     metrics_section(tour, reproduction, results)

@@ -27,7 +27,7 @@ __all__ = ["Comparison", "Evaluation", "Prepared", "TopLosses", "TrainedRun", "c
 
 
 def prepare(photos: str | os.PathLike, cache: str | os.PathLike, *, model: str | None = None,
-            size: str | tuple[int, int] = "94x125", fit: str = "stretch", split: str = "stratified",
+            size: str | tuple[int, int] = "94x125", fit: str = "stretch", split: str | None = None,
             train: float | int | None = None, val: float | int | None = None, test: float | int | None = None,
             seed: int = 0, workers: int = 0, progress: bool = True) -> Prepared:
     """Decode `photos` once into a cache (incremental: a second call decodes only what changed).
