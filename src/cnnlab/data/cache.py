@@ -45,6 +45,7 @@ from cnnlab.data.selection import PrepareOptions, Selection, select_photos  # se
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
 from cnnlab.progress import Progress
 from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
+from cnnlab.outputs import output_folder
 
 # How many skipped photos the error for "not one photo could be used" names (all are in the report).
 REASONS_SHOWN = 3
@@ -160,7 +161,7 @@ def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, option
         up_to_date = manifest == old
     if not up_to_date:
         plan.reset()
-        cache_dir.mkdir(parents=True, exist_ok=True)
+        output_folder(cache_dir)
         shard = f" shard {selection.shard['index']}/{selection.shard['count']}" if selection.shard else ""
         progress = Progress(plan.to_decode(), f"prepare {root.name}{shard}", live=None if show_progress else False,
                             stream=None if show_progress else open(os.devnull, "w"))
