@@ -19,9 +19,11 @@ def command_train(arguments) -> int:
         micro_batch_size=arguments.micro_batch_size,
     )
     workers = distributed.start() if arguments.distributed else distributed.SINGLE
+    # --quiet and the workers other than rank 0: no bar and no epoch lines (errors still show).
+    silent = arguments.quiet or not workers.is_main
     try:
-        state = train(config, resume=arguments.resume, show_progress=workers.is_main,
-                      stream=None if workers.is_main else open(os.devnull, "w"))
+        state = train(config, resume=arguments.resume, show_progress=not silent,
+                      stream=open(os.devnull, "w") if silent else None)
     finally:
         distributed.stop()
     if not workers.is_main:
@@ -71,4 +73,6 @@ def register(commands) -> None:
                        "(docs/distributed.md)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
+    train.add_argument("--quiet", action="store_true",
+                       help="print no progress, only errors and the final summary")
     train.set_defaults(handler=command_train)
