@@ -16,7 +16,7 @@ def command_train(arguments) -> int:
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
         init_weights=arguments.init_weights, precision=arguments.precision,
-        micro_batch_size=arguments.micro_batch_size,
+        micro_batch_size=arguments.micro_batch_size, log=tuple(arguments.log or ()),
     )
     workers = distributed.start() if arguments.distributed else distributed.SINGLE
     # --quiet and the workers other than rank 0: no bar and no epoch lines (errors still show).
@@ -73,6 +73,10 @@ def register(commands) -> None:
                        "(docs/distributed.md)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
+    train.add_argument("--log", action="append", choices=("tensorboard", "csv", "mlflow"),
+                       help="also write this experiment log into OUT/logs/ (repeat for several): tensorboard "
+                       "(needs cnnlab[tensorboard]), csv (metrics.csv), mlflow (a local MLflow store, needs "
+                       "cnnlab[mlflow]); a resumed run continues the logs it was started with")
     train.add_argument("--quiet", action="store_true",
                        help="print no progress, only errors and the final summary")
     train.set_defaults(handler=command_train)
