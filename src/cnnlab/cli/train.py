@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 
@@ -22,8 +23,8 @@ def command_train(arguments) -> int:
     # --quiet and the workers other than rank 0: no bar and no epoch lines (errors still show).
     silent = arguments.quiet or not workers.is_main
     try:
-        state = train(config, resume=arguments.resume, show_progress=not silent,
-                      stream=open(os.devnull, "w") if silent else None)
+        with open(os.devnull, "w") if silent else contextlib.nullcontext() as discard:
+            state = train(config, resume=arguments.resume, show_progress=not silent, stream=discard)
     finally:
         distributed.stop()
     if not workers.is_main:
