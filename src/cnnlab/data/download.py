@@ -96,25 +96,11 @@ class DownloadResult:
 
 
 class ByteProgress(Progress):
-    """The shared progress display, counting bytes in MB and the rate of this run's bytes only."""
+    """The shared progress display, counting bytes (shown as MB) and the rate of this run's bytes only."""
 
     def __init__(self, total: int, description: str, already: int = 0, **kwargs):
-        super().__init__(total, description, unit="MB", **kwargs)
-        self.done = self.already = already
-
-    def rate(self) -> float:
-        elapsed = self.elapsed()
-        return (self.done - self.already) / elapsed if elapsed > 0 else 0.0
-
-    def line(self) -> str:
-        text = super().line()
-        done, total, rate = self.done / 1e6, self.total / 1e6, self.rate() / 1e6
-        size = f"{done:.1f}/{total:.1f} MB" if self.total else f"{done:.1f} MB"
-        return re.sub(r"\d+/\d+ [\d.]+ MB/s", f"{size} {rate:.1f} MB/s", text, count=1)
-
-    def close(self, summary: str | None = None) -> None:
-        # Logs get the same MB figures as the live bar, not Progress' plain counts.
-        super().close(summary if self.live else (summary or self.line()))
+        super().__init__(total, description, unit="B", initial=already, unit_scale=True, **kwargs)
+        self.already = already
 
 
 def archive_name(url: str) -> str:

@@ -11,6 +11,7 @@
     checkpoint/        versioned weights and optimizer state that state.json points to
     evaluation.json    `cnnlab evaluate`'s metrics per split and the validation threshold
     predictions-<split>.npz   the probabilities behind evaluation.json (a cache for pictures)
+    logs/              experiment logs asked for with --log: tensorboard/, metrics.csv, mlflow.db
 
 TrainConfig (config.json's "train" part) lives here too: it is the run's own contract.
 """

@@ -9,6 +9,9 @@
     best.weights.h5    weights of the epoch with the lowest validation loss
     last.weights.h5    weights after the last finished epoch
     checkpoint/        versioned weights and optimizer state that state.json points to
+    logs/              experiment logs for other tools, when asked for (--log): tensorboard/
+                       (event files), metrics.csv, mlflow.db (an MLflow SQLite store) and
+                       mlflow-run.json (the MLflow run a resumed run continues)
 
 Every file is replaced atomically, and state.json is written after the files it names, so a
 process killed at any instant (even `kill -9`) leaves a folder that resumes from the last
@@ -38,6 +41,14 @@ METRICS = "metrics.jsonl"
 EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoint"
 BEST, LAST = "best", "last"
+LOGS = "logs"
+TENSORBOARD_LOG = "tensorboard"
+CSV_LOG = "metrics.csv"
+MLFLOW_DATABASE = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlflow-artifacts"
+MLFLOW_RUN = "mlflow-run.json"
+# Where each kind of log lives inside LOGS (cnnlab.runs.config.LOG_KINDS).
+LOG_PATHS = {"tensorboard": TENSORBOARD_LOG, "csv": CSV_LOG, "mlflow": MLFLOW_DATABASE}
 WEIGHTS_SUFFIX = ".weights.h5"
 
 

@@ -191,6 +191,36 @@ class Run(TrainingWrites):
         # tta_flip is absent in runs from before the option.
         return Preprocessing(options, recipe["pixel_scale"], bool(recipe.get("tta_flip", False)))
 
+    # ---- experiment logs (cnnlab.training.loggers writes them) ---------------------------
+
+    @property
+    def log_kinds(self) -> tuple[str, ...]:
+        """The experiment logs the run was configured to write (config.json's train.log)."""
+        return TrainConfig.from_dict(self.config["train"]).log
+
+    def logs_folder(self) -> Path:
+        """RUN/logs: where the experiment logs for other tools go (made by their writers)."""
+        return self.path / files.LOGS
+
+    def log_path(self, kind: str) -> Path:
+        """A log's file or folder: tensorboard/, metrics.csv or mlflow.db inside logs_folder()."""
+        if kind not in files.LOG_PATHS:
+            raise UserError(f"no log {kind!r}; choose from {', '.join(files.LOG_PATHS)}")
+        return self.logs_folder() / files.LOG_PATHS[kind]
+
+    def mlflow_artifacts(self) -> Path:
+        return self.logs_folder() / files.MLFLOW_ARTIFACTS
+
+    @property
+    def mlflow_run(self) -> dict | None:
+        """{"run_id", "experiment_id"} of the MLflow run this run logs to; None before one exists."""
+        record = self._read(f"{files.LOGS}/{files.MLFLOW_RUN}", required=False)
+        return record if isinstance(record, dict) and isinstance(record.get("run_id"), str) else None
+
+    def write_mlflow_run(self, record: dict) -> None:
+        self.logs_folder().mkdir(parents=True, exist_ok=True)
+        files.write_json(self.logs_folder() / files.MLFLOW_RUN, record)
+
     def weights_path(self, which: str = files.BEST) -> Path:
         """best, last, or a checkpoint as state.json names it (with or without its suffix)."""
         if which.startswith(f"{files.CHECKPOINTS}/"):
