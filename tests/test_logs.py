@@ -297,7 +297,7 @@ def test_training_progress_on_a_terminal_leaves_one_line_per_epoch(tiny_cache, t
 
 def test_quiet_prints_only_the_final_summary(tiny_cache, tmp_path, capsys):
     out = tmp_path / "run"
-    status = cli.run(["train", "conv1", "--data", str(tiny_cache), "--out", str(out), "--epochs", "2",
+    status = cli.run(["train", "conv1", "--any-input-size", "--cache", str(tiny_cache), "--out", str(out), "--epochs", "2",
                        "--batch-size", "4", "--pixels", "unit", "--lr", "0.001", "--quiet", "--no-evaluate",
                        "--log", "csv"])
     printed = capsys.readouterr()
