@@ -126,10 +126,10 @@ def partial_path(archive: Path) -> Path:
     return archive.with_name(archive.name + ".partial")
 
 
-def _offline(url: str, reason) -> ValueError:
+def _offline(url: str, reason) -> UserError:
     host = urllib.parse.urlparse(url).netloc or url
     text = str(getattr(reason, "reason", reason)).splitlines()[0] if str(reason) else type(reason).__name__
-    return ValueError(f"cannot reach {host} ({text}); offline? Use photos already on disk instead: "
+    return UserError(f"cannot reach {host} ({text}); offline? Use photos already on disk instead: "
                       f"cnnlab prepare --data FOLDER --out CACHE")
 
 
