@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from cnnlab.data.decode import BadImage, DecodeOptions
 from cnnlab.serve.config import MEGABYTE, ServeConfig
-from cnnlab.serve.limits import RETRY_AFTER_S, DecodeBudget
+from cnnlab.serve.limits import RETRY_AFTER_S, DecodeBudget, serving_allocator
 from cnnlab.serve.service import Decoded, Upload, decode_upload
 from cnnlab.serve.views import edge_views, enlarge, heat_overlay, png_data_url, view_size
 
@@ -136,6 +136,7 @@ async def read_uploads(request: Request, config: ServeConfig) -> list[Upload]:
 def create_app(service, config: ServeConfig) -> FastAPI:
     """The ASGI app around a PredictionService, the upload cap outermost."""
     service.budget = DecodeBudget(config.decode_memory_bytes)
+    serving_allocator()
     app = FastAPI(title="cnnlab", version=_version(), docs_url=None, redoc_url=None,
                   description=f"Predictions of the trained run {service.classifier.run}. " + __doc__.split("\n\n")[1])
     page = resources.files("cnnlab.serve").joinpath("page.html").read_text(encoding="utf-8")
