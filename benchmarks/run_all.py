@@ -6,7 +6,8 @@ cores and time each other), gathered into one JSON document on stdout.
 
 The benchmarks: data_pipeline.py (decode + resize, prepare's memory), training_speed.py
 (matmul ceiling; cnnlab train vs the tutorial's code path per model), serving.py (predict vs
-model.predict, HTTP latency) and modern_recipe.py (one seed of resnet9 end to end: accuracy,
+model.predict, HTTP latency), serve_load.py (the server's memory under bursts of worst-case
+uploads) and modern_recipe.py (one seed of resnet9 end to end: accuracy,
 time to 75/85/90% validation accuracy; the 3-seed figure is `modern_recipe.py` alone) and
 distributed_scaling.py (one process vs two torchrun workers). A
 benchmark that fails is reported with its error and the others still run; the exit status is 1
@@ -28,6 +29,7 @@ SUITE = {
     "data_pipeline": (["data_pipeline.py"], ["--quick"]),
     "training_speed": (["training_speed.py"], ["--quick"]),
     "serving": (["serving.py"], ["--requests", "10", "--photos", "64", "--rounds", "1"]),
+    "serve_load": (["serve_load.py"], ["--quick"]),
     "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),
     "distributed_scaling": (["distributed_scaling.py"], ["--quick"]),
 }
