@@ -58,6 +58,7 @@ def test_the_keras_export_of_resnet9_tiny_loads_without_cnnlab_and_matches(moder
     import cnnlab
     from cnnlab.backend import keras
     from cnnlab.inference.export import float32_model
+    from cnnlab.runs import Run
     from cnnlab.recipe.pixels import to_model_input
 
     classifier = cnnlab.load(modern_run)
@@ -69,8 +70,7 @@ def test_the_keras_export_of_resnet9_tiny_loads_without_cnnlab_and_matches(moder
     inputs = to_model_input(pixels.astype(np.uint8), classifier.pixel_scale)
     # The run's own weights computing in float32: with precision "auto" on a CPU with AMX the run
     # trains and predicts in bfloat16, and every export is its float32 copy (export.float32_model).
-    run_config = json.loads((modern_run / "config.json").read_text())
-    original = float32_model(classifier.model, run_config, len(classifier.classes))
+    original = float32_model(classifier.model, Run.open(modern_run))
     expected = np.asarray(keras.ops.convert_to_numpy(original(inputs, training=False)))
     outputs, modules = load_in_plain_keras(out, inputs, tmp_path)
     assert modules == ["keras"]
@@ -85,11 +85,11 @@ def test_the_stock_copy_computes_what_the_model_computes(modern_run):
     import cnnlab
     from cnnlab.backend import keras
     from cnnlab.inference.export import float32_model
+    from cnnlab.runs import Run
     from cnnlab.models.layers import stock_keras_model
 
     classifier = cnnlab.load(modern_run)
-    run_config = json.loads((modern_run / "config.json").read_text())
-    model = float32_model(classifier.model, run_config, len(classifier.classes))
+    model = float32_model(classifier.model, Run.open(modern_run))
     stock = stock_keras_model(model)
     assert not any(isinstance(layer, (ChannelsLastMemory, FastBatchNormalization)) for layer in stock.layers)
     batch_norms = [layer for layer in stock.layers if isinstance(layer, keras.layers.BatchNormalization)]
