@@ -116,7 +116,8 @@ def test_twenty_photos_per_class_prepare_with_the_defaults_and_train(shared_phot
     manifest = read_manifest(tmp_path / "cache")
     for split, count in (("val", 2), ("test", 2), ("train", 16)):
         assert _counts(manifest, split) == {"cats": count, "dogs": count, "others": count}
-    config = TrainConfig(model="resnet9-tiny", cache=str(tmp_path / "cache"), out=str(tmp_path / "run"), epochs=1)
+    config = TrainConfig(model="resnet9-tiny", cache=str(tmp_path / "cache"), out=str(tmp_path / "run"), epochs=1,
+                         any_input_size=True)
     state = train(config, stream=io.StringIO(), show_progress=False)
     assert state["finished"]
     run = Run.open(tmp_path / "run")
