@@ -20,7 +20,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 # Every file of a run folder (cnnlab.runs.files spells them), matched as whole path parts.
 RUN_FILE_NAMES = {"config.json", "classes.json", "data.json", "versions.json", "state.json", "metrics.jsonl",
-                  "evaluation.json", "checkpoint"}
+                  "evaluation.json", "checkpoint", "best.onnx", "best.onnx.json"}
 
 
 def names_a_run_file(text: str) -> bool:

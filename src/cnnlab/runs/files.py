@@ -9,6 +9,8 @@
     best.weights.h5    weights of the epoch with the lowest validation loss
     last.weights.h5    weights after the last finished epoch
     checkpoint/        versioned weights and optimizer state that state.json points to
+    best.onnx          the best weights as ONNX, made by the first `cnnlab predict` (parity-checked)
+    best.onnx.json     what best.onnx was made from (the best weights' size and mtime) and its metadata
 
 Every file is replaced atomically, and state.json is written after the files it names, so a
 process killed at any instant (even `kill -9`) leaves a folder that resumes from the last
@@ -39,6 +41,9 @@ EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoint"
 BEST, LAST = "best", "last"
 WEIGHTS_SUFFIX = ".weights.h5"
+# The best weights as ONNX, for prediction without Keras, and the record of what it was made from.
+ONNX_EXPORT = "best.onnx"
+ONNX_RECORD = "best.onnx.json"
 
 
 def weights_name(which: str) -> str:
