@@ -11,8 +11,8 @@ Photos stream in batches: a batch is decoded, predicted and handed on before the
 read, so memory does not grow with the number of photos.
 
 Two engines run the network (`load(RUN, engine=...)`): 'keras' rebuilds the registered
-architecture and loads the weights (imports Keras and PyTorch: ~6.5 s and ~480 MB before the
-first photo); 'onnx' runs the run's ONNX export (RUN/best.onnx, made once from the best weights
+architecture and loads the weights (imports Keras and PyTorch: seconds and ~450 MB before the
+first photo, benchmarks/cold_start.py); 'onnx' runs the run's ONNX export (RUN/best.onnx, made once from the best weights
 with `cnnlab export`'s parity check, see cnnlab.inference.run_export) in ONNX Runtime and imports
 neither. Both feed the same numbers (same decoding, scaling, layout and test-time flips) and
 agree within the parity tolerance (1e-4). 'auto' is onnx when the export exists or can be made.
