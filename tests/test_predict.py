@@ -273,6 +273,20 @@ def test_import_cnnlab_stays_light():
 
 # ---- the ONNX Runtime engine ---------------------------------------------------------------------
 
+def test_the_engine_choices_are_the_same_everywhere():
+    from cnnlab.cli import needs_tuned_allocator
+    from cnnlab.cli import predict as predict_command
+    from cnnlab.inference import classifier
+    from cnnlab.serve import config
+
+    assert predict_command.ENGINES == classifier.ENGINES and set(config.ENGINES) == set(classifier.ENGINES)
+    # Only a prediction told to use Keras re-executes with PyTorch's allocator settings.
+    assert not needs_tuned_allocator(["predict", "RUN", "a.jpg"])
+    assert needs_tuned_allocator(["predict", "RUN", "a.jpg", "--engine", "keras"])
+    assert needs_tuned_allocator(["predict", "--engine=keras", "RUN", "a.jpg"])
+    assert not needs_tuned_allocator(["models"]) and needs_tuned_allocator(["train", "conv1"])
+
+
 def real_photo_paths(folder: Path, count: int) -> list[Path]:
     return sorted(folder.glob("*.jpg"), key=lambda path: path.name)[:count]
 

@@ -34,8 +34,7 @@ from cnnlab.version import __version__
 # One module per stage, each adding its subcommands; this order is `cnnlab --help`'s.
 STAGES = (info, data, train, evaluate, reproduce, explain, report, compare, predict, export, serve, download)
 # Commands that never run PyTorch start without the allocator's re-execution (a second
-# interpreter start-up, about as long again as the rest of `cnnlab models`): the allocator only
-# matters where tensors are allocated. `info` keeps it, since it reports the allocator in use.
+# interpreter start-up): the allocator only matters where tensors are allocated. `info` keeps it, since it reports the allocator in use.
 NO_BACKEND_COMMANDS = frozenset({"models", "survey", "download", "compare"})
 
 
