@@ -8,8 +8,9 @@ The benchmarks: data_pipeline.py (decode + resize, prepare's memory), training_s
 (matmul ceiling; cnnlab train vs the tutorial's code path per model), serving.py (predict vs
 model.predict, HTTP latency), serve_load.py (the server's memory under bursts of worst-case
 uploads) and modern_recipe.py (one seed of resnet9 end to end: accuracy,
-time to 75/85/90% validation accuracy; the 3-seed figure is `modern_recipe.py` alone) and
-distributed_scaling.py (one process vs two torchrun workers). A
+time to 75/85/90% validation accuracy; the 3-seed figure is `modern_recipe.py` alone),
+distributed_scaling.py (one process vs two torchrun workers) and cold_start.py (wall time and
+peak memory of short commands and of `cnnlab predict` per engine, fresh processes). A
 benchmark that fails is reported with its error and the others still run; the exit status is 1
 if any failed. Quick mode asserts nothing about times: its numbers mean nothing.
 """
@@ -32,6 +33,7 @@ SUITE = {
     "serve_load": (["serve_load.py"], ["--quick"]),
     "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),
     "distributed_scaling": (["distributed_scaling.py"], ["--quick"]),
+    "cold_start": (["cold_start.py"], ["--quick"]),
 }
 
 

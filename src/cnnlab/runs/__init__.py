@@ -12,6 +12,8 @@
     evaluation.json    `cnnlab evaluate`'s metrics per split and the validation threshold
     predictions-<split>.npz   the probabilities behind evaluation.json (a cache for pictures)
     logs/              experiment logs asked for with --log: tensorboard/, metrics.csv, mlflow.db
+    best.onnx          the best weights as ONNX (made by the first `cnnlab predict`, kept while
+                       the best weights are unchanged), best.onnx.json what it was made from
 
 TrainConfig (config.json's "train" part) lives here too: it is the run's own contract.
 """

@@ -12,6 +12,8 @@
     logs/              experiment logs for other tools, when asked for (--log): tensorboard/
                        (event files), metrics.csv, mlflow.db (an MLflow SQLite store) and
                        mlflow-run.json (the MLflow run a resumed run continues)
+    best.onnx          the best weights as ONNX, made by the first `cnnlab predict` (parity-checked)
+    best.onnx.json     what best.onnx was made from (the best weights' size and mtime) and its metadata
 
 Every file is replaced atomically, and state.json is written after the files it names, so a
 process killed at any instant (even `kill -9`) leaves a folder that resumes from the last
@@ -50,6 +52,9 @@ MLFLOW_RUN = "mlflow-run.json"
 # Where each kind of log lives inside LOGS (cnnlab.runs.config.LOG_KINDS).
 LOG_PATHS = {"tensorboard": TENSORBOARD_LOG, "csv": CSV_LOG, "mlflow": MLFLOW_DATABASE}
 WEIGHTS_SUFFIX = ".weights.h5"
+# The best weights as ONNX, for prediction without Keras, and the record of what it was made from.
+ONNX_EXPORT = "best.onnx"
+ONNX_RECORD = "best.onnx.json"
 
 
 def weights_name(which: str) -> str:

@@ -119,7 +119,8 @@ class PredictionService:
     def describe(self) -> dict:
         classifier = self.classifier
         options = classifier.options
-        return {"run": classifier.run, "classes": classifier.classes, "threshold": classifier.threshold,
+        return {"run": classifier.run, "engine": classifier.engine, "classes": classifier.classes,
+                "threshold": classifier.threshold,
                 "threshold_source": classifier.threshold_source,
                 "decision": ("class 1 when P(class 1) > threshold" if classifier.threshold is not None
                              else "the most probable class"),
@@ -193,7 +194,7 @@ class PredictionService:
         with self.lock:
             if self._explainer is None and self._explainer_error is None:
                 try:
-                    explainer = Explainer(self.classifier.model)
+                    explainer = Explainer(self.classifier.keras_model())  # built on first use with --engine onnx
                     if explainer.target is None:
                         self._explainer_error = "the model has no convolutional layers, so no Grad-CAM"
                     else:
