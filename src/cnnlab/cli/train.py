@@ -69,7 +69,7 @@ def prepared(config, photos: str | None, cache: str | None, arguments):
         raise UserError("--distributed trains from a prepared cache: run `cnnlab prepare PHOTOS --out CACHE` "
                         "first, then pass --cache CACHE to every worker")
     result = from_photos.prepare_for_recipe(photos, config.recipe(), cache, workers=arguments.workers)
-    print(f"{result.cache_dir}: {result.summary()}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
     for item in result.skipped:
         print(f"  skipped {item['path']}: {item['reason']}", file=sys.stderr)
     return dataclasses.replace(config, cache=str(result.cache_dir), photos=str(photos))
