@@ -74,7 +74,7 @@ def throwaway_run(data: Path, root: Path) -> Path:
     from cnnlab.data.cache import PrepareOptions, prepare
     from cnnlab.data.decode import DecodeOptions
     from cnnlab.data.splits import SplitOptions
-    from cnnlab.training.config import TrainConfig
+    from cnnlab.runs import TrainConfig
     from cnnlab.training.trainer import train
 
     photos = root / "photos"
@@ -83,7 +83,8 @@ def throwaway_run(data: Path, root: Path) -> Path:
         os.symlink(path, photos / path.name)
     prepare(photos, root / "cache", PrepareOptions(decode=DecodeOptions(), split=SplitOptions("stratified", val=8, test=8)),
             show_progress=False)
-    train(TrainConfig(model="conv1", cache=str(root / "cache"), out=str(root / "run"), epochs=1, seed=0),
+    train(TrainConfig(model="conv1", cache=str(root / "cache"), out=str(root / "run"), epochs=1, seed=0,
+                      any_input_size=True),
           show_progress=False, stream=sys.stderr)
     return root / "run"
 
