@@ -2,13 +2,15 @@
 
     config.json        the resolved training configuration (model, recipe, data, seed)
     classes.json       class names in label order
-    data.json          cache path, split-manifest hash, split counts
+    data.json          cache path, split-manifest hash, split counts, how photos were decoded
     versions.json      library versions
     state.json         the commit point: epochs finished, best epoch, history, checkpoint names
     metrics.jsonl      one line per finished epoch (rewritten from state.json, never appended)
     best.weights.h5    weights of the epoch with the lowest validation loss
     last.weights.h5    weights after the last finished epoch
     checkpoint/        versioned weights and optimizer state that state.json points to
+    evaluation.json    `cnnlab evaluate`'s metrics per split and the validation threshold
+    predictions-<split>.npz   the probabilities behind evaluation.json (a cache for pictures)
     logs/              experiment logs for other tools, when asked for (--log): tensorboard/
                        (event files), metrics.csv, mlflow.db (an MLflow SQLite store) and
                        mlflow-run.json (the MLflow run a resumed run continues)
