@@ -46,8 +46,10 @@ def test_offline_it_stops_in_one_line_naming_data(tmp_path, monkeypatch, capsys)
 def test_make_run_fetches_only_without_photos():
     """The Makefile passes DATA when there is one and --download-to otherwise."""
     def dry_run(*assignments):
-        done = subprocess.run(["make", "-n", "run", *assignments], cwd=REPOSITORY, capture_output=True, text=True)
-        return done.stdout.strip().splitlines()[-1]
+        # --no-print-directory: under another make (CI's `make test`), make announces directories.
+        done = subprocess.run(["make", "--no-print-directory", "-n", "run", *assignments], cwd=REPOSITORY,
+                              capture_output=True, text=True)
+        return next(line for line in done.stdout.splitlines() if "cnnlab reproduce" in line)
 
     assert "--download-to data" in dry_run("DATA=", "CNNLAB_DATA=")
     with_photos = dry_run("DATA=/photos")

@@ -261,7 +261,8 @@ def load(run: str | os.PathLike, threshold: float | None = None, weights: str = 
     threshold overrides the validation-chosen one (two-class runs only).
     engine: 'keras' (the registered architecture with the weights), 'onnx' (the run's ONNX export
     in ONNX Runtime, made first if it is missing or older than the weights: no Keras once it
-    exists) or 'auto' (onnx when the export exists or can be made, else keras, with a note).
+    exists) or 'auto' (onnx when the export exists or can be made and the run computes in float32,
+    else keras, with a note).
     photos: paths the export's parity check may use when the run's cache is gone.
     """
     if engine not in ENGINES:
@@ -270,6 +271,10 @@ def load(run: str | os.PathLike, threshold: float | None = None, weights: str = 
     preprocessing = run.preprocessing()
     chosen, source, notes = resolve_threshold(run, run.classes, threshold)
     settings = dict(tta_flip=preprocessing.tta_flip, run=str(run.path), threshold_source=source, notes=notes)
+    if engine == "auto" and run.precision != "float32":
+        # The export computes in float32; a run trained in bfloat16 would answer differently from
+        # `cnnlab evaluate` by up to about 1e-2, so auto keeps the run's own arithmetic.
+        engine = "keras"
     if engine != "keras":
         from cnnlab.inference.run_export import onnx_network
 
