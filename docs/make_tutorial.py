@@ -206,7 +206,7 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
     tour.add("The tutorial keeps the first 2,048 cats and dogs for training and the last 512 of each for "
              "validation, labels cat = 1, and feeds raw 0-255 pixels. `cnnlab prepare` decodes each photo once "
              "into a memory-mapped cache with that split (and test photos from the ids in between):", "")
-    tour.cnnlab("prepare", photos, "--out", tour.work / "cache", "--train", config["train_per_class"],
+    tour.cnnlab("prepare", photos, "--out", tour.work / "cache", "--split", "tutorial", "--train", config["train_per_class"],
                 "--val", config["val_per_class"], "--test", config["test_per_class"])
     tutorial_steps(tour, reproduction, results)
     metrics_section(tour, reproduction, results)
@@ -228,7 +228,7 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
              "augmentation, label smoothing and test-time flips. The registered modern models:", "")
     tour.add("```console", "$ cnnlab models", model_lines(tour, ["resnet9", "resnet9-tiny"]), "```", "")
     if modern is None:
-        tour.add("*No modern run was given (`--modern-run`); train one with `cnnlab train resnet9 --data CACHE "
+        tour.add("*No modern run was given (`--modern-run`); train one with `cnnlab train resnet9 --cache CACHE "
                  "--out RUN`.*", "")
     else:
         from cnnlab.runs import Run
@@ -236,7 +236,7 @@ def build(tour: Tour, photos: Path, reproduction: Path, modern_run: Path | None,
         modern_run = Run(modern)
         modern_config, decode, state = modern_run.config, modern_run.data.get("decode", {}), modern_run.state
         tour.add(f"A modern run, `{tour.shorten(str(modern))}` (a `cnnlab train {modern_config['train']['model']} "
-                 f"--data CACHE --out RUN` folder: {state.get('epochs_done')} epochs on "
+                 f"--cache CACHE --out RUN` folder: {state.get('epochs_done')} epochs on "
                  f"{decode.get('width')}x{decode.get('height')} photos, {decode.get('fit')} fit), compared with the "
                  "best tutorial network:", "")
         tutorial_rows = [row for row in results["rows"] if row["model"] in sum(TUTORIAL_STEPS.values(), [])]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,20 @@ def cache(tiny_cache):
 
     return open_cache(tiny_cache)
 
+
+
+HANG_SECONDS = 60
+
+
+@pytest.fixture
+def no_hang():
+    """A hang (a FIFO opened, /dev/zero read to the end) fails the test instead of blocking the
+    run: modules that feed hostile files use it for every test (pytestmark)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"no result within {HANG_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)

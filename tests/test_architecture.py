@@ -20,7 +20,8 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 # Every file of a run folder (cnnlab.runs.files spells them), matched as whole path parts.
 RUN_FILE_NAMES = {"config.json", "classes.json", "data.json", "versions.json", "state.json", "metrics.jsonl",
-                  "evaluation.json", "checkpoint"}
+                  "evaluation.json", "checkpoint", "logs", "metrics.csv", "mlflow.db", "mlflow-run.json",
+                  "best.onnx", "best.onnx.json"}
 
 
 def names_a_run_file(text: str) -> bool:
@@ -88,9 +89,27 @@ def test_importing_cnnlab_leaves_a_callers_keras_set_up_alone():
 
 
 def test_cnnlab_configures_keras_itself_when_it_comes_first():
-    result = python("import cnnlab.models, keras\nprint(keras.backend.backend(), keras.config.image_data_format())\n")
+    """cnnlab.models imports no Keras (listing models must stay fast), so a caller who imports Keras
+    after it gets cnnlab's set-up when cnnlab first uses Keras: PyTorch (the default it leaves in
+    KERAS_BACKEND) and channels_first; and `from cnnlab.backend import keras` configures at once."""
+    without_backend = {name: value for name, value in os.environ.items() if name != "KERAS_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", "import cnnlab.models, keras\ncnnlab.models.build_model('mlp')\n"
+                             "print(keras.backend.backend(), keras.config.image_data_format())\n"],
+                            capture_output=True, text=True, timeout=300, env=without_backend)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["torch", "channels_first"]
+    result = python("import cnnlab.models\nfrom cnnlab.backend import keras\n"
+                    "print(keras.backend.backend(), keras.config.image_data_format())\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["torch", "channels_first"]
+
+
+def test_listing_models_and_reading_recipes_import_no_keras():
+    result = python("import sys\nimport cnnlab.models, cnnlab.recipe, cnnlab.inference.classifier\n"
+                    "cnnlab.models.describe_models(); cnnlab.models.get_model_spec('resnet9').recipe.input_shape()\n"
+                    "print(sorted(name for name in ('keras', 'torch', 'tensorflow') if name in sys.modules))\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 def test_reading_a_run_folder_and_the_command_line_import_no_keras():

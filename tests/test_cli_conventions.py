@@ -78,3 +78,33 @@ def test_a_missing_input_is_one_line_and_exit_status_2(arguments, tmp_path, caps
     assert run(filled) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"cnnlab {arguments[0]}: error:") and "\n" not in error and "Traceback" not in error
+
+
+@pytest.fixture(scope="module")
+def a_run(tiny_cache, tmp_path_factory):
+    from training_helpers import make_config, quiet_train
+
+    run_folder = tmp_path_factory.mktemp("conventions") / "run"
+    quiet_train(make_config(tiny_cache, run_folder, epochs=1))
+    return run_folder
+
+
+@pytest.mark.parametrize("arguments", [
+    ["prepare", "{photos}", "--out", "{blocked}/cache"],
+    ["train", "conv1", "--any-input-size", "--cache", "{cache}", "--out", "{blocked}/run", "--epochs", "1"],
+    ["explain", "{run}", "{photo}", "--out", "{blocked}/explained"],
+    ["filters", "{photo}", "--out", "{blocked}/filters"],
+    ["report", "{run}", "--out", "{blocked}/report.html"],
+    ["predict", "{run}", "{photo}", "--out", "{blocked}/rows.csv"],
+    ["export", "{run}", "--format", "onnx", "--out", "{blocked}/model.onnx"],
+])
+def test_an_out_that_cannot_be_written_is_one_line_before_any_work(arguments, a_run, tiny_cache, tmp_path, capsys):
+    """--out under a file (ENOTDIR): exit 2 in one line naming it; the file is left as it was."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("keep me")
+    photos = tiny_cache.parent / "photos"
+    values = dict(photos=photos, blocked=blocked, cache=tiny_cache, run=a_run, photo=sorted(photos.glob("*.jpg"))[0])
+    assert run([part.format(**values) for part in arguments]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"cnnlab {arguments[0]}: error:") and "\n" not in error and "a-file" in error
+    assert blocked.read_text() == "keep me"

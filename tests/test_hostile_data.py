@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
@@ -44,17 +43,8 @@ STRATIFIED = SplitOptions("stratified", val=2, test=2)  # every photo is used
 HEADER_SEES_IT = {name for name in KINDS} - {"truncated_jpeg_with_eoi", "truncated_jpeg_without_eoi"}
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    """A hang (a FIFO opened, /dev/zero read to the end) fails the test instead of blocking the run."""
-    def expire(signum, frame):
-        raise TimeoutError(f"no result within {TIMEOUT_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+# conftest's no_hang: a hang fails the test instead of blocking the run.
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 # ---- helpers ------------------------------------------------------------------------------------

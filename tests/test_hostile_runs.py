@@ -6,7 +6,6 @@ hang or a label made up from a file that is not a whole photo."""
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
@@ -15,19 +14,10 @@ from cnnlab.cli import run as cli_run
 from hostile_files import KINDS, quadrants
 from training_helpers import make_config, quiet_train
 
-TIMEOUT_SECONDS = 60
 
 
-@pytest.fixture(autouse=True)
-def no_hang():
-    def expire(signum, frame):
-        raise TimeoutError(f"no result within {TIMEOUT_SECONDS} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TIMEOUT_SECONDS)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+# conftest's no_hang: a hang fails the test instead of blocking the run.
+pytestmark = pytest.mark.usefixtures("no_hang")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cnnlab.data.labels import class_order, find_labelled_files, natural_key
-from cnnlab.data.splits import SplitOptions, assign_splits, split_manifest_hash
+from cnnlab.data.splits import ClassCounts, SplitOptions, assign_splits, parse_split_value, plan_splits, split_manifest_hash
+from cnnlab.errors import UserError
 
 
 def _touch(path):
@@ -109,12 +110,93 @@ def test_stratified_split_is_seeded_and_stable_when_files_are_added():
 
 def test_stratified_split_rejects_impossible_requests():
     paths, labels = _kaggle_files(10)
-    with pytest.raises(ValueError, match="divisible"):
-        assign_splits(paths, labels, SplitOptions("stratified", val=3, test=2))
-    with pytest.raises(ValueError, match="too few"):
+    with pytest.raises(ValueError, match=r"class 'cat' has 10 photos; .* needs at least 11 of them \(5 train, 3 validation, 3 test\)"):
         assign_splits(paths, labels, SplitOptions("stratified", train=10, val=6, test=6))
     with pytest.raises(ValueError, match=">= 0"):
         SplitOptions("stratified", val=-2).resolved()
+    for bad in (1.0, 1.5, 0.0, -0.1):
+        with pytest.raises(ValueError, match="a fraction must be between 0 and 1"):
+            SplitOptions("stratified", val=bad).resolved()
+    with pytest.raises(ValueError, match="tutorial split takes whole numbers per class"):
+        SplitOptions("tutorial", val=0.2).resolved()
+    with pytest.raises(ValueError, match="add up to more than all the photos"):
+        SplitOptions(val=0.5, test=0.5).resolved()
+
+
+def _count(assignment, labels, split, label):
+    return sum(1 for s, l in zip(assignment, labels) if s == split and l == label)
+
+
+def test_defaults_are_stratified_with_a_tenth_for_validation_and_test():
+    assert SplitOptions().resolved() == SplitOptions("stratified", None, 0.1, 0.1, 0)
+    assert SplitOptions("tutorial").resolved() == SplitOptions("tutorial", 2048, 512, 0, 0)  # unchanged
+    assert not SplitOptions().chosen() and SplitOptions(seed=0).chosen()
+
+
+def test_fractions_are_shares_of_each_class_rounded_half_up_at_least_one():
+    sizes = {"a": 25, "b": 4, "c": 10, "d": 3}
+    paths = [f"{label}.{number}.jpg" for label, size in sizes.items() for number in range(size)]
+    labels = [path.split(".")[0] for path in paths]
+    plan = plan_splits(paths, labels, SplitOptions(val=0.1, test=0.2))
+    expected = {"a": (3, 5, 17), "b": (1, 1, 2), "c": (1, 2, 7), "d": (1, 1, 1)}  # 2.5 -> 3, 0.4 -> 1, 0.6 -> 1
+    for label, (val, test, train) in expected.items():
+        assert [_count(plan.assignment, labels, name, label) for name in ("val", "test", "train")] == [val, test, train]
+        assert plan.counts[label] == ClassCounts(val=val, test=test, train=None)
+    assert plan.record(SplitOptions(val=0.1, test=0.2).resolved())["per_class"]["a"] == {"val": 3, "test": 5, "train": None}
+    fixed_train = plan_splits(paths, labels, SplitOptions(train=0.5, val=0.1, test=0.1)).assignment
+    assert _count(fixed_train, labels, "train", "a") == 13 and _count(fixed_train, labels, None, "a") == 6
+
+
+def test_counts_are_totals_shared_equally_the_first_classes_taking_the_remainder():
+    paths, labels = _kaggle_files(10, ("a", "b", "c"))
+    split = assign_splits(paths, labels, SplitOptions("stratified", train=7, val=5, test=3))
+    assert [_count(split, labels, "val", label) for label in "abc"] == [2, 2, 1]
+    assert [_count(split, labels, "test", label) for label in "abc"] == [1, 1, 1]
+    assert [_count(split, labels, "train", label) for label in "abc"] == [3, 2, 2]
+
+
+def test_a_class_too_small_for_the_split_is_one_line_naming_it_its_count_and_the_fix():
+    paths = [f"cats/{n}.jpg" for n in range(20)] + ["dogs/1.jpg", "dogs/2.jpg"]
+    labels = [path.split("/")[0] for path in paths]
+    with pytest.raises(UserError) as error:
+        assign_splits(paths, labels, SplitOptions())
+    assert str(error.value) == ("class 'dogs' has 2 photos; the stratified split (--split stratified --val 0.1 "
+                                "--test 0.1) needs at least 3 of them (1 train, 1 validation, 1 test) - add photos or "
+                                "pass --test 0")
+    assert error.value.exit_code == 2
+    split = assign_splits(paths, labels, SplitOptions(test=0))
+    assert [s for s, label in zip(split, labels) if label == "dogs"].count("train") == 1
+
+
+def test_photos_that_do_not_decode_are_passed_over_and_the_counts_hold():
+    paths, labels = _kaggle_files(30)
+    options = SplitOptions("stratified", val=8, test=6, seed=2)
+    clean = dict(zip(paths, assign_splits(paths, labels, options)))
+    bad = {position for position, path in enumerate(paths) if clean[path] in ("val", "test")}
+    bad = set(sorted(bad)[::3])  # some validation and test photos of both classes
+    plan = plan_splits(paths, labels, options, frozenset(bad))
+    for label in ("cat", "dog"):
+        assert [_count(plan.assignment, labels, name, label) for name in ("val", "test")] == [4, 3]
+    assert all(plan.assignment[position] is None for position in bad) and plan.passed_over == sorted(bad)
+    # Exactly the split of the folder without those photos, as if they had never been there.
+    kept = [position for position in range(len(paths)) if position not in bad]
+    without = assign_splits([paths[p] for p in kept], [labels[p] for p in kept], options)
+    assert [plan.assignment[p] for p in kept] == without
+    # With a fixed training count, the split reaches further into the seeded order.
+    fixed = plan_splits(paths, labels, SplitOptions("stratified", train=20, val=8, test=6, seed=2), frozenset(bad))
+    assert [_count(fixed.assignment, labels, "train", label) for label in ("cat", "dog")] == [10, 10]
+    short = [f"cat.{n}.jpg" for n in range(3)] + [f"dog.{n}.jpg" for n in range(5)]
+    with pytest.raises(UserError, match=r"class 'cat' has 2 usable photos \(1 of its 3 could not be decoded\)") as error:
+        plan_splits(short, [p.split(".")[0] for p in short], SplitOptions(), frozenset({0}))
+    assert error.value.exit_code == 1
+
+
+def test_split_values_parse_as_counts_or_fractions():
+    assert parse_split_value("500") == 500 and isinstance(parse_split_value("500"), int)
+    assert parse_split_value("0.2") == 0.2 and parse_split_value("0") == 0
+    for text in ("a fifth", "nan", "inf", ""):
+        with pytest.raises(UserError, match="neither a count"):
+            parse_split_value(text)
 
 
 def test_split_hash_depends_on_content_not_order():

@@ -358,6 +358,45 @@ def test_describe_models_is_json_ready():
     assert json.loads(json.dumps(records)) == records
 
 
+@pytest.mark.parametrize("name", models.model_names())
+def test_registered_counts_are_the_built_models(name):
+    """`cnnlab models` lists the counts registered with each spec instead of building every model:
+    they must be what the model built at its recipe's size with two classes has."""
+    spec = models.get_model_spec(name)
+    model = models.build_model(name)
+    assert spec.parameters == models.count_parameters(model)
+    assert spec.forward_flops == models.forward_flops(model)
+
+
+def test_a_spec_registered_without_counts_is_counted_on_a_build():
+    spec = models.get_model_spec("conv1")
+    extra = models.ModelSpec(name="test-uncounted", description="test", build=spec.build, recipe=spec.recipe)
+    assert extra.parameters is None and extra.forward_flops is None
+    models.register(extra)
+    try:
+        (record,) = [record for record in models.describe_models() if record["name"] == "test-uncounted"]
+        assert (record["parameters"], record["forward_flops"]) == (EXPECTED_PARAMETERS["conv1"], EXPECTED_FLOPS["conv1"])
+    finally:
+        models.unregister("test-uncounted")
+    with pytest.raises(ValueError, match="parameters"):
+        models.ModelSpec(name="x", description="x", build=spec.build, recipe=spec.recipe, parameters=-1)
+
+
+def test_listing_models_imports_no_keras_and_prints_the_registry():
+    """`cnnlab models` answers from the registry alone: no Keras, backend, SciPy or Matplotlib."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnnlab.cli import run\nrun(['models', '--format', 'json'])\n"
+            "print(sorted(name for name in ('keras', 'torch', 'tensorflow', 'scipy', 'sklearn', 'matplotlib', 'numpy')"
+            " if name in sys.modules), file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "[]"
+    assert json.loads(result.stdout) == models.describe_models()
+
+
 # ---- baselines ----------------------------------------------------------------------------
 
 

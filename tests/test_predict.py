@@ -4,6 +4,7 @@ batches, globs, every output format and the Python API agreeing with the command
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -268,3 +269,114 @@ def test_import_cnnlab_stays_light():
     code = "import sys, cnnlab; print('keras' in sys.modules, 'torch' in sys.modules, callable(cnnlab.__getattr__))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False", "True"]
+
+
+# ---- the ONNX Runtime engine ---------------------------------------------------------------------
+
+def test_the_engine_choices_are_the_same_everywhere():
+    from cnnlab.cli import needs_tuned_allocator
+    from cnnlab.cli import predict as predict_command
+    from cnnlab.inference import classifier
+    from cnnlab.serve import config
+
+    assert predict_command.ENGINES == classifier.ENGINES and set(config.ENGINES) == set(classifier.ENGINES)
+    # Only a prediction told to use Keras re-executes with PyTorch's allocator settings.
+    assert not needs_tuned_allocator(["predict", "RUN", "a.jpg"])
+    assert needs_tuned_allocator(["predict", "RUN", "a.jpg", "--engine", "keras"])
+    assert needs_tuned_allocator(["predict", "--engine=keras", "RUN", "a.jpg"])
+    assert not needs_tuned_allocator(["models"]) and needs_tuned_allocator(["train", "conv1"])
+
+
+def real_photo_paths(folder: Path, count: int) -> list[Path]:
+    return sorted(folder.glob("*.jpg"), key=lambda path: path.name)[:count]
+
+
+def test_onnx_and_keras_engines_agree_on_real_photos(trained, tiny_cache):
+    run_folder, evaluation = trained
+    photos = real_photo_paths(tiny_cache.parent / "photos", 24)
+    keras_engine = cnnlab.load(run_folder, engine="keras")
+    onnx_engine = cnnlab.load(run_folder, engine="onnx")
+    assert (keras_engine.engine, onnx_engine.engine) == ("keras", "onnx") and onnx_engine.model is None
+    assert onnx_engine.threshold == keras_engine.threshold == evaluation["validation_threshold"]
+    for flip in (False, True):  # test-time flips mirror along the export's own width axis
+        keras_engine.tta_flip = onnx_engine.tta_flip = flip
+        expected, got = keras_engine.predict(photos), onnx_engine.predict(photos)
+        assert [row.label for row in got] == [row.label for row in expected]
+        difference = max(abs(one.probabilities[name] - other.probabilities[name])
+                         for one, other in zip(expected, got) for name in keras_engine.classes)
+        assert difference <= 1e-4
+    assert onnx_engine.keras_model() is not None  # Grad-CAM's model, built on request
+
+
+def predict_in_a_fresh_process(run_folder, photo, *options) -> tuple[dict, list[str]]:
+    """(the JSON result, which of Keras / PyTorch / TensorFlow the process had imported at the end)."""
+    code = ("import sys\nfrom cnnlab.cli import run\n"
+            f"status = run(['predict', {str(run_folder)!r}, {str(photo)!r}, '--format', 'json', *{list(options)!r}])\n"
+            "print(sorted(name for name in ('keras', 'torch', 'tensorflow') if name in sys.modules), file=sys.stderr)\n"
+            "sys.exit(status)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout), ast.literal_eval(result.stderr.strip().splitlines()[-1])
+
+
+def test_the_export_is_made_once_reused_without_keras_and_remade_when_the_weights_change(trained, mixed, tmp_path):
+    from cnnlab.runs import Run, files
+
+    run_folder, _ = trained
+    folder, _ = mixed
+    photo = folder / GOOD[0]
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    run = Run.open(copy)
+    for stale in (files.ONNX_EXPORT, files.ONNX_RECORD):
+        (run.path / stale).unlink(missing_ok=True)
+
+    first, imported = predict_in_a_fresh_process(copy, photo)
+    assert first["engine"] == "onnx" and "keras" in imported  # the first call makes the export with Keras
+    export, record = run.onnx_export()
+    made = export.stat().st_mtime_ns
+    assert record["weights_file"] == run.weights_signature() and record["parity"]["max_difference"] <= 1e-4
+
+    again, imported = predict_in_a_fresh_process(copy, photo)
+    assert again["engine"] == "onnx" and imported == []  # neither Keras nor PyTorch
+    assert export.stat().st_mtime_ns == made  # reused, not rewritten
+    assert again["predictions"] == first["predictions"]
+    with_keras, imported = predict_in_a_fresh_process(copy, photo, "--engine", "keras")
+    assert with_keras["engine"] == "keras" and "keras" in imported
+    for name, value in with_keras["predictions"][0]["probabilities"].items():
+        assert abs(value - again["predictions"][0]["probabilities"][name]) <= 1e-4
+
+    # New best weights (here: the output unit's bias moved): the next prediction makes a new export.
+    model = run.build_model()
+    output = model.get_layer("output")
+    output.bias.assign(keras.ops.convert_to_numpy(output.bias) + 1.0)
+    model.save_weights(run.weights_path())
+    assert run.onnx_export() is None
+    changed, _ = predict_in_a_fresh_process(copy, photo)
+    assert export.stat().st_mtime_ns != made and run.onnx_export() is not None
+    expected = cnnlab.load(copy, engine="keras").predict(str(photo))[0].probabilities
+    for name, value in changed["predictions"][0]["probabilities"].items():
+        assert abs(value - expected[name]) <= 1e-4
+    assert changed["predictions"][0]["probabilities"] != first["predictions"][0]["probabilities"]
+
+
+def test_auto_falls_back_to_keras_when_the_export_cannot_be_made(trained, mixed, tmp_path, capsys, monkeypatch):
+    from cnnlab.errors import UserError
+    from cnnlab.inference import export
+    from cnnlab.runs import files
+
+    run_folder, _ = trained
+    folder, _ = mixed
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    (copy / files.ONNX_RECORD).unlink(missing_ok=True)
+
+    def refuse(*arguments, **keywords):
+        raise UserError("the onnx export does not match the run's model")
+
+    monkeypatch.setattr(export, "make_run_export", refuse)
+    status, result, err = predict_json(capsys, copy, folder / GOOD[0])
+    assert status == 0 and result["engine"] == "keras"
+    assert "predicting with Keras" in err and "does not match" in err
+    assert run(["predict", str(copy), str(folder / GOOD[0]), "--engine", "onnx"]) == 2
+    assert "cannot make its ONNX export" in capsys.readouterr().err

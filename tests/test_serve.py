@@ -206,7 +206,28 @@ def test_fifty_requests_from_eight_threads(server, photos, expected):
         assert_matches(row, expected[path.name])
 
 
+def test_the_onnx_engine_serves_the_same_answers_and_grad_cam(trained, photos, expected):
+    """--engine onnx: ONNX Runtime predicts (within the export's 1e-4 parity), and /explain's
+    Grad-CAM builds the Keras model only when first asked."""
+    from cnnlab.serve.server import build_app
+    from cnnlab.serve.service import Upload
+
+    _, service = build_app(ServeConfig(run=str(trained), port=0, engine="onnx"))
+    assert service.describe()["engine"] == "onnx" and service.classifier.model is None
+    rows = service.predict([Upload(path.name, path.read_bytes()) for path in photos[:6]])
+    for row, path in zip(rows, photos[:6]):
+        prediction = expected[path.name]
+        assert row["error"] is None and row["label"] == prediction.label
+        for name, value in prediction.probabilities.items():
+            assert row["probabilities"][name] == pytest.approx(value, abs=1e-4)
+    (decoded,) = service.decode([Upload(photos[0].name, photos[0].read_bytes())])
+    heatmap, layer = service.grad_cam(decoded.pixels)
+    assert heatmap is not None and layer and service.classifier.model is not None
+
+
 def test_config_is_checked():
+    with pytest.raises(ValueError, match="--engine"):
+        ServeConfig(run="r", engine="tensorrt")
     with pytest.raises(ValueError, match="--port"):
         ServeConfig(run="r", port=70000)
     with pytest.raises(ValueError, match="--max-upload-mb"):

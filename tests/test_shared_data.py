@@ -8,13 +8,16 @@ from PIL import Image
 
 from cnnlab.data.cache import MANIFEST_NAME, PrepareOptions, prepare
 from cnnlab.data.reader import open_cache
+from cnnlab.data.splits import SplitOptions
 from cnnlab.data.survey import survey
+
+TUTORIAL = PrepareOptions(split=SplitOptions("tutorial"))  # stratified is the default outside the tutorial
 
 
 @pytest.fixture(scope="module")
 def tutorial_cache(shared_photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("tutorial-cache")
-    first = prepare(shared_photos, out, PrepareOptions(), show_progress=False)
+    first = prepare(shared_photos, out, TUTORIAL, show_progress=False)
     return out, first
 
 
@@ -42,7 +45,7 @@ def test_tutorial_split_shapes_balance_and_labels(tutorial_cache):
 def test_second_run_gives_an_identical_manifest(tutorial_cache, shared_photos):
     out, first = tutorial_cache
     before = (out / MANIFEST_NAME).read_bytes()
-    second = prepare(shared_photos, out, PrepareOptions(), show_progress=False)
+    second = prepare(shared_photos, out, TUTORIAL, show_progress=False)
     assert second.up_to_date and (out / MANIFEST_NAME).read_bytes() == before
     assert second.manifest["split_hash"] == first.manifest["split_hash"]
 

@@ -227,10 +227,37 @@ def test_resuming_a_finished_run_does_nothing(finished_run, tiny_cache, tmp_path
     run = tmp_path / "copy"
     shutil.copytree(source, run)
     files = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.rglob("*") if path.is_file()}
-    state, progress = quiet_train(make_config(tiny_cache, run, epochs=EPOCHS + 3), resume=True)
+    state, progress = quiet_train(make_config(tiny_cache, run), resume=True)
     assert state == reference
     assert progress == ""
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in run.rglob("*") if path.is_file()} == files
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(finished_run, tiny_cache, tmp_path):
+    """`--resume --epochs N` continues a finished constant-learning-rate run, optimizer and all:
+    its first epochs stay as they were and the configuration records the new length."""
+    source, reference, _ = finished_run
+    run = tmp_path / "copy"
+    shutil.copytree(source, run)
+    state, _ = quiet_train(make_config(tiny_cache, run, epochs=EPOCHS + 2), resume=True)
+    assert state["epochs_done"] == EPOCHS + 2 and state["finished"]
+    assert state["history"][:EPOCHS] == reference["history"]
+    assert [entry["epoch"] for entry in read_metrics(run)] == list(range(1, EPOCHS + 3))
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["train"]["epochs"] == EPOCHS + 2 and stored["recipe"]["epochs"] == EPOCHS + 2
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(epochs=EPOCHS - 2), "has already trained"),
+    (dict(learning_rate=1e-2), "learning_rate"),
+    (dict(model="conv2"), "model"),
+])
+def test_a_resume_that_would_change_the_run_is_refused(finished_run, tiny_cache, tmp_path, change, message):
+    source, _, _ = finished_run
+    run = tmp_path / "copy"
+    shutil.copytree(source, run)
+    with pytest.raises(ValueError, match=message):
+        quiet_train(make_config(tiny_cache, run, **change), resume=True)
 
 
 def test_resume_repairs_files_of_a_kill_right_after_the_last_commit(finished_run, tiny_cache, tmp_path, recwarn):

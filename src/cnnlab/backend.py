@@ -11,7 +11,14 @@ module gets Keras through this module:
 The first such import configures Keras, unless the caller imported Keras before cnnlab: then
 the caller's own backend and image layout are respected, untouched. `configure_keras()` is the
 explicit call for a caller who wants to choose (a backend name, or KERAS_BACKEND and
-CNNLAB_IMAGE_FORMAT in the environment). Importing this module itself configures nothing.
+CNNLAB_IMAGE_FORMAT in the environment).
+
+Importing this module imports no Keras (6.5 s and 478 MB on PyTorch, which pulls SciPy,
+scikit-learn and Matplotlib): commands that list models or predict through ONNX Runtime never
+pay for it. It only notes whether Keras was already loaded, so that "the caller came first" is
+decided by who imported Keras before cnnlab, not by who asked for it first; and when Keras is
+not loaded yet, it makes PyTorch the default of KERAS_BACKEND, so that `import cnnlab.models,
+keras` gets cnnlab's backend as it did when cnnlab.models imported Keras itself.
 
 The memory allocator, which must be set before the process starts, is cnnlab.runtime's.
 """
@@ -30,6 +37,10 @@ IMAGE_DATA_FORMATS = {"torch": "channels_first", "tensorflow": "channels_last", 
 IMAGE_FORMAT_SWITCH = "CNNLAB_IMAGE_FORMAT"
 
 _configured = False
+# Keras loaded before any cnnlab module that uses it: the caller set it up, and cnnlab leaves it be.
+_CALLER_IMPORTED_KERAS = "keras" in sys.modules
+if not _CALLER_IMPORTED_KERAS:
+    os.environ.setdefault("KERAS_BACKEND", DEFAULT_BACKEND)
 
 
 def configure_keras(backend: str | None = None):
@@ -57,13 +68,25 @@ def ensure_keras():
     """keras, configured once: by configure_keras() when cnnlab is first, else as the caller left it."""
     global _configured
     if not _configured:
-        if "keras" in sys.modules:
+        if _CALLER_IMPORTED_KERAS:
             _configured = True  # the caller imported (and perhaps configured) Keras first: respect it
         else:
-            configure_keras()
+            configure_keras()  # also when the caller imported Keras after cnnlab: cnnlab came first
     import keras
 
     return keras
+
+
+def image_data_format() -> str:
+    """Keras' image layout without importing Keras: the one in use once Keras is loaded, else the
+    one cnnlab's set-up will choose (CNNLAB_IMAGE_FORMAT, else the backend's fast layout)."""
+    if _configured or "keras" in sys.modules:
+        return ensure_keras().config.image_data_format()
+    layout = os.environ.get(IMAGE_FORMAT_SWITCH) or IMAGE_DATA_FORMATS.get(
+        os.environ.get("KERAS_BACKEND", DEFAULT_BACKEND), "channels_last")
+    if layout not in ("channels_first", "channels_last"):
+        raise UserError(f"{IMAGE_FORMAT_SWITCH}={layout!r}: use channels_first or channels_last")
+    return layout
 
 
 def __getattr__(name: str):

@@ -33,6 +33,9 @@ from cnnlab.version import __version__
 
 # One module per stage, each adding its subcommands; this order is `cnnlab --help`'s.
 STAGES = (info, data, train, evaluate, reproduce, explain, report, compare, predict, export, serve, download)
+# Commands that never run PyTorch start without the allocator's re-execution (a second
+# interpreter start-up): the allocator only matters where tensors are allocated. `info` keeps it, since it reports the allocator in use.
+NO_BACKEND_COMMANDS = frozenset({"models", "survey", "download", "compare"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,11 +68,29 @@ def run(argv: list[str]) -> int:
         return EXIT_INTERRUPTED
 
 
+def needs_tuned_allocator(arguments: list[str]) -> bool:
+    """False for help, the version, the commands that never run a backend, and `predict` unless
+    it is told to use Keras (ONNX Runtime allocates once per batch; the first prediction after
+    training, which makes the ONNX export with Keras, does without the tuning)."""
+    if not arguments or {"-h", "--help", "--version"} & set(arguments):
+        return False
+    command = next((argument for argument in arguments if not argument.startswith("-")), None)
+    if command == "predict":
+        return "keras" in engine_arguments(arguments)
+    return command not in NO_BACKEND_COMMANDS
+
+
+def engine_arguments(arguments: list[str]) -> list[str]:
+    """The values given to --engine (`--engine X` or `--engine=X`)."""
+    values = [argument.split("=", 1)[1] for argument in arguments if argument.startswith("--engine=")]
+    return values + [following for argument, following in zip(arguments, arguments[1:]) if argument == "--engine"]
+
+
 def main(argv: list[str] | None = None) -> None:
     from cnnlab.runtime import prepare_process
 
     arguments = sys.argv[1:] if argv is None else argv
-    if argv is None:
+    if argv is None and needs_tuned_allocator(arguments):
         prepare_process(arguments)
     try:
         status = run(arguments)

@@ -27,6 +27,10 @@ class DefaultsShown(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
+class RawTextDefaultsShown(DefaultsShown, argparse.RawDescriptionHelpFormatter):
+    """DefaultsShown, with the description and epilog printed as written (tables, indented lists)."""
+
+
 class Parser(argparse.ArgumentParser):
     """The parser of every subcommand: defaults shown in --help."""
 

@@ -34,7 +34,8 @@ def register(commands) -> None:
                     "links, zip-bomb limits, atomic moves). Then run the printed `cnnlab prepare` command. "
                     "Offline it stops at once: use photos already on disk with `prepare --data FOLDER`.",
         epilog="exit status: 0 when the photos are in place; 2 when the download, the checksum or the "
-               "extraction fails (one line says why; a rerun resumes a cut download).")
+               "extraction fails, or DIR cannot be a folder (one line says why and which file to delete, if any; "
+               "a rerun resumes a cut download and removes what a killed run left).")
     download.add_argument("--dest", default="data", metavar="DIR",
                           help="folder to download and extract into (default: data; the photos land in DIR/PetImages)")
     download.add_argument("--url", metavar="URL", help="archive to fetch (default: Microsoft's PetImages zip)")

@@ -13,6 +13,9 @@ from pathlib import Path
 
 from cnnlab.errors import UserError
 
+# The same values as cnnlab.inference.classifier.ENGINES, written out so that `cnnlab --help`
+# imports neither NumPy nor Pillow.
+ENGINES = ("auto", "onnx", "keras")
 EXIT_STATUS = ("exit status: 0 when every file was predicted; 1 when some file could not be read or decoded "
                "(its row carries the error, the other files are still predicted); 2 for a usage error "
                "(no such RUN, bad options, no photos found).")
@@ -46,10 +49,12 @@ def command_predict(arguments) -> int:
     from cnnlab.progress import Progress
 
     try:
-        classifier = load(arguments.run, threshold=arguments.threshold)
+        classifier = load(arguments.run, threshold=arguments.threshold, engine=arguments.engine,
+                          photos=[source.path for source in sources if source.problem is None][:64])
         for note in classifier.notes:
             print(f"cnnlab predict: note: {note}", file=sys.stderr)
-        header = {"run": classifier.run, "classes": classifier.classes, "threshold": classifier.threshold,
+        header = {"run": classifier.run, "engine": classifier.engine, "classes": classifier.classes,
+                  "threshold": classifier.threshold,
                   "threshold_source": classifier.threshold_source,
                   "decision": ("class 1 when P(class 1) > threshold" if classifier.threshold is not None
                                else "the most probable class"),
@@ -104,4 +109,9 @@ def register(commands) -> None:
     predict.add_argument("--threshold", type=float, metavar="T",
                          help="two-class runs: predict the second class when its probability > T "
                               "(default: the validation-chosen threshold)")
+    predict.add_argument("--engine", choices=ENGINES, default="auto",
+                         help="onnx: the run's ONNX export (RUN/best.onnx) in ONNX Runtime, without Keras; it is made "
+                              "on first use and whenever the best weights change (that call loads Keras once, "
+                              "and the export must match the Keras model within 1e-4); keras: the weights in "
+                              "Keras; auto: onnx when the export exists or can be made, else keras (default: auto)")
     predict.set_defaults(handler=command_predict)

@@ -15,7 +15,7 @@ def command_reproduce(arguments) -> int:
         return tuple(part for part in text.split(",") if part) if text is not None else default
 
     config = ReproduceConfig(
-        data=data_argument(arguments.data), out=arguments.out, quick=arguments.quick,
+        data=photos(arguments), out=arguments.out, quick=arguments.quick,
         models=names(arguments.models, TUTORIAL_MODELS), baselines=names(arguments.baselines, BASELINE_NAMES),
         train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
         max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
@@ -26,6 +26,24 @@ def command_reproduce(arguments) -> int:
     return 0
 
 
+def photos(arguments) -> str:
+    """DATA, or with --download-to and no DATA anywhere, the public archive fetched there."""
+    import os
+
+    if arguments.data or os.environ.get(DATA_ENVIRONMENT) or not arguments.download_to:
+        return data_argument(arguments.data)
+    from cnnlab.data.download import DEFAULT_URL, DownloadOptions, download
+    from cnnlab.errors import UserError
+
+    try:
+        result = download(DownloadOptions(dest=Path(arguments.download_to), url=arguments.url or DEFAULT_URL))
+    except UserError as error:
+        raise UserError(f"no photos here and none could be fetched ({error}); pass the photos you have: "
+                        "make run DATA=/path/to/photos, or cnnlab reproduce /path/to/photos") from None
+    print(result.summary())
+    return str(result.data_folder())
+
+
 def register(commands) -> None:
     reproduce = commands.add_parser(
         "reproduce", help="the tutorial end to end: survey, prepare, train all its models, baselines, results table",
@@ -34,6 +52,11 @@ def register(commands) -> None:
                     "1.5 hours on 2 CPU cores (1 h 24 min measured); --quick takes a few minutes.")
     reproduce.add_argument("data", nargs="?", metavar="DATA", help=f"folder of photos (default: ${DATA_ENVIRONMENT})")
     reproduce.add_argument("--data", dest="data_option", metavar="DATA", help="the folder of photos, same as DATA")
+    reproduce.add_argument("--download-to", metavar="DIR",
+                           help="when no DATA is given: fetch the public Dogs vs. Cats archive (PetImages) into DIR "
+                           "with `cnnlab download` (progress, resume, checksum, safe extraction) and reproduce on it")
+    reproduce.add_argument("--url", metavar="URL", help="with --download-to: the archive to fetch "
+                           "(default: Microsoft's PetImages zip)")
     reproduce.add_argument("--out", default="runs/reproduce", help="output folder (default: runs/reproduce)")
     reproduce.add_argument("--quick", action="store_true", help="512 train / 128 val / 128 test photos per class, <= 3 epochs")
     reproduce.add_argument("--models", help="comma-separated subset of the tutorial models (default: all five)")

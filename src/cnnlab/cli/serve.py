@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-from cnnlab.serve.config import DEFAULT_HOST, DEFAULT_MAX_PHOTOS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ServeConfig
+from cnnlab.serve.config import (DEFAULT_HOST, DEFAULT_MAX_PHOTOS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, ENGINES,
+                                 ServeConfig)
 
 
 def command_serve(arguments) -> int:
@@ -16,7 +17,8 @@ def command_serve(arguments) -> int:
 
     config = ServeConfig(run=arguments.run, host=arguments.host, port=arguments.port,
                          max_upload_mb=arguments.max_upload_mb, max_photos=arguments.max_photos,
-                         threshold=arguments.threshold)
+                         threshold=arguments.threshold, decode_memory_mb=arguments.decode_memory_mb,
+                         engine=arguments.engine)
     Run.open(config.run)  # before Keras is imported: a wrong RUN fails at once
     from cnnlab.serve.server import serve
 
@@ -50,7 +52,16 @@ def register(commands) -> None:
                        help=f"largest request body, all photos together (default: {DEFAULT_MAX_UPLOAD_MB:g} MB)")
     serve.add_argument("--max-photos", type=int, default=DEFAULT_MAX_PHOTOS, metavar="N",
                        help=f"most photos in one request (default: {DEFAULT_MAX_PHOTOS})")
+    serve.add_argument("--decode-memory-mb", type=float, metavar="MB",
+                       help="memory for photos being decoded at once; a request that would exceed it waits, then "
+                            "gets 503 (413 if it can never fit) (default: a quarter of the process's memory limit, "
+                            "at most 2,048 MB)")
     serve.add_argument("--threshold", type=float, metavar="T",
                        help="two-class runs: predict the second class when its probability > T "
                             "(default: the validation-chosen threshold)")
+    serve.add_argument("--engine", choices=ENGINES, default="keras",
+                       help="what runs the model: keras (the weights in Keras); onnx (the run's ONNX export in ONNX "
+                            "Runtime, made on first use as `cnnlab predict` makes it: a server that starts without "
+                            "Keras and holds less memory; /explain's Grad-CAM still builds the Keras model when "
+                            "first asked); auto: onnx when the export exists or can be made (default: keras)")
     serve.set_defaults(handler=command_serve)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -21,12 +22,15 @@ def command_train(arguments) -> int:
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
         init_weights=arguments.init_weights, precision=arguments.precision,
         micro_batch_size=arguments.micro_batch_size, any_input_size=arguments.any_input_size,
+        log=tuple(arguments.log or ()),
     )
     config = prepared(config, photos, cache, arguments)
     workers = distributed.start() if arguments.distributed else distributed.SINGLE
+    # --quiet and the workers other than rank 0: no bar and no epoch lines (errors still show).
+    silent = arguments.quiet or not workers.is_main
     try:
-        state = train(config, resume=arguments.resume, show_progress=workers.is_main,
-                      stream=None if workers.is_main else open(os.devnull, "w"))
+        with open(os.devnull, "w") if silent else contextlib.nullcontext() as discard:
+            state = train(config, resume=arguments.resume, show_progress=not silent, stream=discard)
     finally:
         distributed.stop()
     if not workers.is_main:
@@ -65,7 +69,7 @@ def prepared(config, photos: str | None, cache: str | None, arguments):
         raise UserError("--distributed trains from a prepared cache: run `cnnlab prepare PHOTOS --out CACHE` "
                         "first, then pass --cache CACHE to every worker")
     result = from_photos.prepare_for_recipe(photos, config.recipe(), cache, workers=arguments.workers)
-    print(f"{result.cache_dir}: {result.summary()}", file=sys.stderr)
+    print(result.summary(), file=sys.stderr)
     for item in result.skipped:
         print(f"  skipped {item['path']}: {item['reason']}", file=sys.stderr)
     return dataclasses.replace(config, cache=str(result.cache_dir), photos=str(photos))
@@ -120,4 +124,10 @@ def register(commands) -> None:
                        help="decoding processes when --data is prepared (default: %(default)s = one per core)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished epoch")
     train.add_argument("--no-evaluate", action="store_true", help="skip the evaluation after training")
+    train.add_argument("--log", action="append", choices=("tensorboard", "csv", "mlflow"),
+                       help="also write this experiment log into OUT/logs/ (repeat for several): tensorboard "
+                       "(needs cnnlab[tensorboard]), csv (metrics.csv), mlflow (a local MLflow store, needs "
+                       "cnnlab[mlflow]); a resumed run continues the logs it was started with")
+    train.add_argument("--quiet", action="store_true",
+                       help="print no progress, only errors and the final summary")
     train.set_defaults(handler=command_train)

@@ -14,8 +14,11 @@ UTF-8 is stored with its surrogate escapes, which JSON keeps and Python reads ba
 entries, written for people, carry printable paths (photo_file.printable_path).
 
 Re-running reuses the pixels of unchanged files (same path, size and mtime, same decode
-options) and decodes only new or changed ones. `prepare` writes only into a folder that is
-cnnlab's (cache_folder.py), and stops with exit status 1 when not one selected photo can be used.
+options) and decodes only new or changed ones. A photo that does not decode is skipped and
+reported; in a stratified split the next photo in its class's seeded order takes its place, so
+the requested counts hold (cache_plan.py). `prepare` writes only into a folder that is cnnlab's
+(cache_folder.py), never re-splits a cache unless split options are given, and stops with exit
+status 1 when not one selected photo can be used.
 
 `prepare_selection` also writes each shard of a sharded cache (cnnlab.data.shards): a shard is
 an ordinary cache of a subset of the photos whose manifest carries a "shard" entry.
@@ -33,14 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.data.cache_folder import (FORMAT_VERSION, MANIFEST_NAME, PIXEL_FILE, REPORT_NAME, check_out_folder,
-                                     is_cnnlab_manifest, load_manifest, remove_stale_temporaries)
-from cnnlab.data.cache_io import NPY_HEADER_BYTES, RowReader, finish_npy, replace_atomically
+                                     check_split_kept, is_cnnlab_manifest, load_manifest, remove_stale_temporaries)
+from cnnlab.data.cache_io import NPY_HEADER_BYTES, RowReader, finish_npy, reorder_rows, replace_atomically
+from cnnlab.data.cache_plan import CachePlan
 from cnnlab.data.parallel import decode_in_parallel
 from cnnlab.data.photo_file import printable_path
 from cnnlab.data.selection import PrepareOptions, Selection, select_photos  # select_photos: part of this module's API
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
 from cnnlab.progress import Progress
 from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
+from cnnlab.outputs import output_folder
 
 # How many skipped photos the error for "not one photo could be used" names (all are in the report).
 REASONS_SHOWN = 3
@@ -55,6 +60,7 @@ class PrepareResult:
     seconds: float = 0.0
     up_to_date: bool = False
     skipped: list = field(default_factory=list)
+    unusable: list = field(default_factory=list, repr=False)  # positions in the selection of photos that failed
 
     def summary(self) -> str:
         counts = self.manifest["counts"]
@@ -92,7 +98,7 @@ def read_manifest(cache_dir: str | os.PathLike) -> dict | None:
     return manifest
 
 
-def _reusable_rows(old: dict | None, root: Path, decode_key: dict) -> tuple[dict, dict]:
+def reusable_rows(old: dict | None, root: Path, decode_key: dict) -> tuple[dict, dict]:
     """Old records and old skips keyed by path, when the old cache's pixels can be reused."""
     if not old or old["decode"] != decode_key or old["source"]["root"] != str(root):
         return {}, {}
@@ -117,90 +123,88 @@ def prepare(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, options: 
     if count is not None:
         raise UserError(f"{cache_dir} holds a cache of {count} shards; pass --shards {count} or choose another --out")
     check_out_folder(cache_dir)
-    return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress, refuse_empty=True)
+    check_split_kept(cache_dir, options.split)
+    return prepare_selection(select_photos(data_dir, options), cache_dir, options, show_progress, refuse_empty=True,
+                             refine=True)
 
 
 def prepare_selection(selection: Selection, cache_dir: str | os.PathLike, options: PrepareOptions,
-                      show_progress: bool = True, refuse_empty: bool = False) -> PrepareResult:
+                      show_progress: bool = True, refuse_empty: bool = False, refine: bool = False) -> PrepareResult:
     """Decode (or reuse) the pixels of `selection` into the cache folder `cache_dir`.
 
+    With `refine` (an unsharded cache), a stratified split passes over every photo that does not
+    decode, those the old cache knows and those found on the way, and takes the next photos in
+    its order instead (cache_plan.py): the cache is then what the next prepare finds up to date.
+    A shard's split is the whole folder's: shards.py refines it over all shards, not here.
     With `refuse_empty`, a selection none of whose photos can be used raises a UserError (exit
     status 1) after writing the report, and leaves the folder's cache as it was.
     """
     started = time.perf_counter()
-    found, root, cache_dir = selection, selection.root, Path(cache_dir)
+    root, cache_dir = selection.root, Path(cache_dir)
     remove_stale_temporaries(cache_dir)
-    split, classes, assignment, selected = selection.split, selection.classes, selection.assignment, selection.selected
     decode_key = options.decode_key()
     old = read_manifest(cache_dir)
-    old_records, old_skips = _reusable_rows(old, root, decode_key)
+    old_records, old_skips = reusable_rows(old, root, decode_key)
+    plan = CachePlan(selection, old_records, old_skips, refine)
 
-    plan = []  # (position, stat, reuse: old row index | old skip | None)
-    for position in selected:
-        relative = found.paths[position]
-        try:
-            stat = (root / relative).stat()
-            signature = (stat.st_size, stat.st_mtime_ns)
-        except OSError:
-            signature = (0, 0)
-        reuse = None
-        printable = printable_path(relative)
-        if relative in old_records and (old_records[relative][1]["bytes"], old_records[relative][1]["mtime_ns"]) == signature:
-            reuse = old_records[relative]
-        elif printable in old_skips and (old_skips[printable]["bytes"], old_skips[printable]["mtime_ns"]) == signature:
-            reuse = old_skips[printable]
-        plan.append((position, signature, reuse))
-
-    to_decode = [str(root / found.paths[position]) for position, _, reuse in plan if reuse is None]
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    row_shape = (options.decode.height, options.decode.width, 3)
-    label = f"prepare {root.name}" + (f" shard {selection.shard['index']}/{selection.shard['count']}" if selection.shard else "")
-    progress = Progress(len(to_decode), label, live=None if show_progress else False,
-                        stream=None if show_progress else open(os.devnull, "w"))
-
-    def resolve(decoded):
-        """Yield (record or skip, pixels source) in plan order: new bytes or an old row number."""
-        for position, (size, mtime_ns), reuse in plan:
-            base = {"path": found.paths[position], "bytes": size, "mtime_ns": mtime_ns}
-            if reuse is None:
-                pixels, md5, reason = next(decoded)
-            elif "reason" in reuse:  # known bad and unchanged: not decoded again
-                pixels, md5, reason = None, reuse.get("md5", ""), reuse["reason"]
-            else:
-                pixels, md5, reason = reuse[0], reuse[1]["md5"], None
-            if reason is not None:
-                yield {**base, "path": printable_path(base["path"]), "md5": md5, "reason": reason}, None
-            else:
-                label = found.labels[position]
-                yield {**base, "md5": md5, "class": label, "label": classes.index(label),
-                       "split": assignment[position]}, pixels
+    def finish(rows: list[tuple[int, dict]], skipped: list[dict]) -> tuple[dict, list[int]]:
+        records, order = plan.finish(rows)
+        return _build_manifest(root, selection.layout, options, decode_key, plan.final.split_record,
+                               selection.classes, records, selection.ignored + skipped, selection.shard), order
 
     up_to_date = False
-    if not to_decode and old is not None:
+    if old is not None and not plan.to_decode():
         # Nothing new to decode: if the manifest would come out the same, there is no work.
-        entries = list(resolve(iter(())))
-        manifest = _build_manifest(root, found.layout, options, decode_key, split, classes,
-                                   [e for e, pixels in entries if pixels is not None],
-                                   found.ignored + [e for e, pixels in entries if pixels is None], selection.shard)
+        entries = list(plan.entries(_nothing_to_decode))
+        manifest, _ = finish([(position, entry) for entry, pixels, position in entries if pixels is not None],
+                             [entry for entry, pixels, _ in entries if pixels is None])
         up_to_date = manifest == old
     if not up_to_date:
-        manifest, committed = _write_cache(cache_dir, resolve(decode_in_parallel(to_decode, options.decode, options.workers, progress)),
-                                old if old_records else None, row_shape,
-                                lambda records, skipped: _build_manifest(root, found.layout, options, decode_key, split,
-                                                                         classes, records, found.ignored + skipped,
-                                                                         selection.shard),
-                                commit_empty=not (refuse_empty and plan))
-        progress.close()
+        plan.reset()
+        output_folder(cache_dir)
+        shard = f" shard {selection.shard['index']}/{selection.shard['count']}" if selection.shard else ""
+        progress = Progress(plan.to_decode(), f"prepare {root.name}{shard}", live=None if show_progress else False,
+                            stream=None if show_progress else open(os.devnull, "w"))
+
+        def decode(paths):
+            progress.total = max(progress.total, plan.decoded)  # a later round adds the replacements
+            return decode_in_parallel(paths, options.decode, options.workers, progress)
+
+        try:
+            manifest, committed = _write_cache(cache_dir, plan.entries(decode), old if old_records else None,
+                                               (options.decode.height, options.decode.width, 3), finish,
+                                               commit_empty=not (refuse_empty and plan.first_round))
+        except UserError as error:
+            _refuse_split(cache_dir, plan, time.perf_counter() - started, error)
+        finally:
+            progress.close()
         if not committed:
-            _refuse_unusable(cache_dir, root, len(plan), manifest["skipped"], time.perf_counter() - started)
+            _refuse_unusable(cache_dir, root, plan.planned, manifest["skipped"], time.perf_counter() - started)
     skipped = manifest["skipped"]
-    reused = sum(1 for _, _, reuse in plan if reuse is not None and "reason" not in reuse)
-    result = PrepareResult(cache_dir, manifest, decoded=len(to_decode), reused=reused,
-                           seconds=time.perf_counter() - started, up_to_date=up_to_date, skipped=skipped)
+    result = PrepareResult(cache_dir, manifest, decoded=plan.decoded, reused=plan.reused,
+                           seconds=time.perf_counter() - started, up_to_date=up_to_date, skipped=skipped,
+                           unusable=sorted(plan.unusable))
     report = {"summary": result.summary(), "decoded": result.decoded, "reused": result.reused,
               "seconds": round(result.seconds, 2), "skipped": skipped}
     replace_atomically(cache_dir / REPORT_NAME, json.dumps(report, indent=1).encode())
     return result
+
+
+def _nothing_to_decode(paths):
+    if paths:
+        raise RuntimeError(f"{len(paths)} photos to decode in an up-to-date check")
+    return iter(())
+
+
+def _refuse_split(cache_dir: Path, plan: CachePlan, seconds: float, error: UserError) -> None:
+    """Photos that do not decode left a class too small for the split: report them all, then stop."""
+    if error.exit_code != EXIT_SOME_INPUTS_FAILED:
+        raise error
+    report = {"summary": f"no cache written: {error}", "decoded": plan.decoded, "reused": plan.reused,
+              "seconds": round(seconds, 2), "skipped": sorted(plan.skipped, key=lambda item: item["path"])}
+    replace_atomically(cache_dir / REPORT_NAME, json.dumps(report, indent=1).encode())
+    raise UserError(f"{error}; every reason is in {cache_dir / REPORT_NAME}; the cache was not changed",
+                    exit_code=EXIT_SOME_INPUTS_FAILED) from None
 
 
 def _refuse_unusable(cache_dir: Path, root: Path, count: int, skipped: list[dict], seconds: float) -> None:
@@ -220,28 +224,32 @@ def _refuse_unusable(cache_dir: Path, root: Path, count: int, skipped: list[dict
                     exit_code=EXIT_SOME_INPUTS_FAILED)
 
 
-def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_manifest, commit_empty: bool = True):
-    """Stream pixels to a partial file, then commit it and the manifest (manifest last).
+def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, finish, commit_empty: bool = True):
+    """Stream pixels to a partial file, put its rows in the manifest's order, then commit it and
+    the manifest (manifest last).
 
-    Returns (manifest, committed): with no photo usable and not `commit_empty`, nothing is
-    committed and the folder keeps what it held.
+    `entries` yields (record or skip, pixels: array | old row | None, position); `finish(rows,
+    skipped)` gives the manifest and the written rows' order in it. Returns (manifest, committed):
+    with no photo usable and not `commit_empty`, nothing is committed and the folder keeps what it held.
     """
     partial = cache_dir / f".images-{os.getpid()}.npy.partial"
     old_rows = RowReader(cache_dir / old["image_file"], row_shape) if old else None
-    records, skipped = [], []
+    rows, skipped = [], []
     try:
         with open(partial, "wb") as output:
             output.write(b"\0" * NPY_HEADER_BYTES)
-            for entry, pixels in entries:
+            for entry, pixels, position in entries:
                 if pixels is None:
                     skipped.append(entry)
                     continue
                 output.write(pixels.tobytes() if isinstance(pixels, np.ndarray) else old_rows.read(pixels))
-                records.append(entry)
-            finish_npy(output, (len(records), *row_shape))
-        manifest = build_manifest(records, skipped)
-        if not records and not commit_empty:
+                rows.append((position, entry))
+            finish_npy(output, (len(rows), *row_shape))
+        manifest, order = finish(rows, skipped)
+        if not order and not commit_empty:
             return manifest, False
+        if order != list(range(len(rows))):  # photos moved between splits: rows follow
+            reorder_rows(partial, order, row_shape)
         os.replace(partial, cache_dir / manifest["image_file"])
         replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
         for stale in cache_dir.iterdir():  # pixel files of older caches: only names cnnlab writes
@@ -255,7 +263,7 @@ def _write_cache(cache_dir: Path, entries, old: dict | None, row_shape, build_ma
             partial.unlink()
 
 
-def _build_manifest(root, layout, options, decode_key, split, classes, records, skipped, shard=None) -> dict:
+def _build_manifest(root, layout, options, decode_key, split_record, classes, records, skipped, shard=None) -> dict:
     counts = {name: {cls: 0 for cls in classes} for name in SPLIT_NAMES}
     for record in records:
         counts[record["split"]][record["class"]] += 1
@@ -264,7 +272,7 @@ def _build_manifest(root, layout, options, decode_key, split, classes, records, 
         "format_version": FORMAT_VERSION,
         "source": {"root": str(root), "layout": layout},
         "decode": decode_key,
-        "split": split.to_dict(),
+        "split": split_record,
         **({"shard": shard} if shard else {}),  # absent from unsharded caches, which stay byte-identical
         "classes": classes,
         "class_to_index": {name: index for index, name in enumerate(classes)},

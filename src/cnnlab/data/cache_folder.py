@@ -8,7 +8,9 @@ pixel files of older caches (images-*.npy). It does so only in a folder that is 
 - a folder holding nothing but names cnnlab writes: pixel files images-<16 hex digits>.npy,
   prepare-report.json, shard folders that pass the same test, and cnnlab's temporary files
   (what a prepare killed before its manifest was written leaves behind).
-Anything else is refused before a byte is written, and nothing in it is touched.
+Anything else is refused before a byte is written, and nothing in it is touched. So is a cache
+whose split differs from the default when no split option was given (check_split_kept): the
+defaults change between versions, and re-splitting would orphan the runs trained on the cache.
 
 Temporary files carry the writer's process id (`.images-<pid>.npy.partial`,
 `.manifest.json.<pid>.partial`, `.prepare-report.json.<pid>.partial`). A prepare killed with
@@ -23,6 +25,7 @@ import os
 import re
 from pathlib import Path
 
+from cnnlab.data.split_options import SplitOptions
 from cnnlab.errors import UserError
 
 FORMAT_VERSION = 1
@@ -80,6 +83,27 @@ def check_out_folder(folder: str | os.PathLike) -> Path:
         raise UserError(f"--out {folder} exists and {what}; choose another --out (a new or empty folder, "
                         "or a cache written by `cnnlab prepare`)")
     return folder
+
+
+def check_split_kept(folder: str | os.PathLike, split: SplitOptions) -> None:
+    """Refuse (UserError) to re-split an existing cache when no split option was given: its runs
+    would no longer evaluate against it. `split` is the SplitOptions asked for."""
+    if split.chosen():
+        return
+    folder = Path(folder)
+    manifest = load_manifest(folder) or next(filter(None, map(load_manifest, sorted(folder.glob("shard-*-of-*")))), None)
+    if manifest is None or not isinstance(manifest.get("split"), dict):
+        return
+    stored = {key: value for key, value in manifest["split"].items() if key != "per_class"}
+    wanted = split.resolved()
+    if stored != wanted.to_dict():
+        try:
+            kept = SplitOptions(**stored).flags()
+        except TypeError:
+            kept = "its split options"
+        raise UserError(f"--out {folder} holds a cache split with {kept}, not the default {wanted.flags()}; pass "
+                        f"{kept} to update it as it is, or split options to re-split it (runs trained on it would no "
+                        "longer evaluate against it), or choose another --out")
 
 
 def _process_exists(pid: int) -> bool:

@@ -41,6 +41,34 @@ def read_npy_shape(path: Path) -> tuple[int, ...]:
     return tuple(ast.literal_eval(start[10:].decode("latin1"))["shape"])
 
 
+def reorder_rows(path: Path, order: list[int], row_shape: tuple[int, ...]) -> None:
+    """Rearrange a finished .npy file of rows in place: row i becomes old row order[i]; rows not in
+    `order` are dropped (the file is cut). One row in memory, no second file: each cycle of the
+    permutation is followed once, saving only its first row."""
+    rows = read_npy_shape(path)[0]
+    kept = set(order)
+    full = list(order) + [row for row in range(rows) if row not in kept]  # dropped rows go last
+    images = np.memmap(path, dtype=np.uint8, mode="r+", offset=NPY_HEADER_BYTES, shape=(rows, *row_shape))
+    done = np.zeros(rows, dtype=bool)
+    for start in range(rows):
+        if done[start]:
+            continue
+        saved, position = np.array(images[start]), start
+        while True:
+            done[position] = True
+            source = full[position]
+            if source == start:
+                images[position] = saved
+                break
+            images[position] = images[source]
+            position = source
+    images.flush()
+    del images
+    with open(path, "r+b") as handle:
+        handle.truncate(NPY_HEADER_BYTES + len(order) * int(np.prod(row_shape)))
+        finish_npy(handle, (len(order), *row_shape))
+
+
 class RowReader:
     """Reads single rows of a cache's pixel file with plain reads (no memory map), so copying
     rows from an old cache does not keep its pages mapped into this process."""

@@ -15,13 +15,19 @@ import os
 import struct
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data import truncation
 from cnnlab.data.photo_file import MAX_PHOTO_BYTES, BadImage, read_photo
 from cnnlab.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# NumPy is imported where pixels become arrays, not here: `cnnlab survey` reads headers only
+# and starts a tenth of a second sooner without it (benchmarks/cold_start.py).
 
 FITS = ("stretch", "pad", "crop")
 # Pillow refuses images over ~179 M pixels and warns over ~89 M. Photos for this tool are a
@@ -154,6 +160,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
+    import numpy as np
+
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if mode.startswith("I;16") or values.max() > 255 else 255.0
@@ -207,6 +215,8 @@ def decode_image(source, options: DecodeOptions = DecodeOptions()) -> np.ndarray
 
     Raises BadImage (with a reason) for anything that is not a usable photo.
     """
+    import numpy as np
+
     data = _source_bytes(source)
     if not data:
         raise BadImage("empty file (0 bytes)")

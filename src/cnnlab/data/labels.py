@@ -144,6 +144,8 @@ def class_order(names: list[str], requested: list[str] | None = None, tutorial: 
                 f"(found: {','.join(present)})"
             )
         return list(requested)
-    if tutorial and set(present) == set(TUTORIAL_CLASS_ORDER):
-        return list(TUTORIAL_CLASS_ORDER)
+    if tutorial and {name.lower() for name in present} == set(TUTORIAL_CLASS_ORDER) and len(present) == 2:
+        # Kaggle's cat/dog names or PetImages' Cat/Dog folders: dog = 0, cat = 1, as the tutorial.
+        by_lower = {name.lower(): name for name in present}
+        return [by_lower[name] for name in TUTORIAL_CLASS_ORDER]
     return present

@@ -124,9 +124,20 @@ def open_photo(path: str | os.PathLike) -> BinaryIO:
 
 
 def _has_signature(prefix: bytes) -> bool:
-    """Whether a format with a signature (JPEG, PNG, GIF, WebP, TIFF, BMP, ...) claims `prefix`."""
+    """Whether a format with a signature (JPEG, PNG, GIF, WebP, TIFF, BMP, ...) claims `prefix`.
+
+    The common formats' plugins (Pillow's preinit: BMP, GIF, JPEG, PPM, PNG) are asked first and
+    every other plugin only when none of them claims it, as Image.open does: importing all of
+    Pillow's plugins costs more than the rest of a one-photo `cnnlab predict` with ONNX Runtime."""
+    Image.preinit()
+    if _claimed(prefix):
+        return True
     Image.init()
-    for _, accept in Image.OPEN.values():
+    return _claimed(prefix)
+
+
+def _claimed(prefix: bytes) -> bool:
+    for _, accept in list(Image.OPEN.values()):
         if accept is None:
             continue  # formats without a signature: tried by _header_opens
         try:

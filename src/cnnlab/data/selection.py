@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Iterable
 
 import PIL
 
 from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.labels import class_order, find_labelled_files
-from cnnlab.data.splits import SPLIT_NAMES, SplitOptions, assign_splits
+from cnnlab.data.splits import SPLIT_NAMES, SplitOptions, plan_splits
 
 
 @dataclass(frozen=True)
 class PrepareOptions:
     decode: DecodeOptions = DecodeOptions()
-    split: SplitOptions = SplitOptions()
+    split: SplitOptions = SplitOptions()  # stratified, val 0.1, test 0.1 (splits.py)
     layout: str = "auto"
     classes: tuple[str, ...] | None = None  # explicit class order; default sorted (tutorial: dog, cat)
     workers: int = 0  # 0 = one per CPU core
@@ -31,7 +32,8 @@ class Selection:
     """The photos a cache holds, in cache order, with labels and splits: everything but pixels.
 
     Computed once from the whole folder, so that every shard of a sharded cache shares the
-    split, the class order and the row order an unsharded cache would have.
+    split, the class order and the row order an unsharded cache would have. A stratified split
+    passes over the photos known not to decode (`unusable`); `refined` adds newly found ones.
     """
 
     root: Path
@@ -44,6 +46,16 @@ class Selection:
     assignment: list[str | None]  # split of each photo, None = unused
     selected: list[int]  # positions of the photos to cache, in cache row order
     shard: dict | None = None  # {"index", "count"} when this selection is one shard
+    split_record: dict = field(default_factory=dict)  # the manifest's "split": options and counts per class
+    unusable: frozenset[int] = frozenset()  # positions known not to decode
+    passed_over: list[int] = field(default_factory=list)  # unusable positions the split reached (reported as skipped)
+
+    def refined(self, unusable: Iterable[int]) -> "Selection":
+        """The same folder split again, passing over `unusable` too (tutorial splits never change)."""
+        unusable = self.unusable | frozenset(unusable)
+        if self.split.kind == "tutorial" or unusable == self.unusable:
+            return self
+        return _split(self, unusable)
 
 
 def select_photos(data_dir: str | os.PathLike, options: PrepareOptions) -> Selection:
@@ -53,10 +65,16 @@ def select_photos(data_dir: str | os.PathLike, options: PrepareOptions) -> Selec
     split = options.split.resolved()
     classes = class_order(found.labels, list(options.classes) if options.classes else None,
                           tutorial=split.kind == "tutorial")
-    assignment = assign_splits(found.paths, found.labels, split)
+    return _split(Selection(root, found.layout, found.paths, found.labels, found.ignored, split, classes, [], []),
+                  frozenset())
+
+
+def _split(selection: Selection, unusable: frozenset[int]) -> Selection:
+    plan = plan_splits(selection.paths, selection.labels, selection.split, unusable)
     order = {name: position for position, name in enumerate(SPLIT_NAMES)}
     selected = sorted(
-        (position for position, split_name in enumerate(assignment) if split_name),
-        key=lambda position: order[assignment[position]],  # stable: keeps natural file order
+        (position for position, split_name in enumerate(plan.assignment) if split_name),
+        key=lambda position: order[plan.assignment[position]],  # stable: keeps natural file order
     )
-    return Selection(root, found.layout, found.paths, found.labels, found.ignored, split, classes, assignment, selected)
+    return replace(selection, assignment=plan.assignment, selected=selected, split_record=plan.record(selection.split),
+                   unusable=unusable, passed_over=plan.passed_over)

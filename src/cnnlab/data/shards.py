@@ -13,6 +13,11 @@ A sharded cache is a folder of N independent caches plus one top-level manifest:
 - Each shard can be prepared on its own (`--shard-index I --shards N`, one per machine);
   running `--shards N` without an index prepares whatever is missing or stale (shards that
   are up to date cost nothing) and then writes the top-level manifest, last.
+- A photo that does not decode moves the whole folder's stratified split (its replacement is the
+  next photo in the seeded order, possibly in another shard): the split passes over the bad photos
+  every existing shard knows, and after preparing, over those just found, preparing again the
+  shards whose part moved (their pixels reused). A shard prepared alone cannot know the bad photos
+  of shards not yet prepared; the completing run moves those.
 - `open_cache(CACHE)` presents all shards as one cache in the unsharded row order (the
   top-level manifest's `row_shards` says which shard each row comes from); `open_cache(CACHE,
   shard=i)` opens one shard, for a worker that reads only its part.
@@ -28,9 +33,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cnnlab.data.cache import (FORMAT_VERSION, MANIFEST_NAME, REASONS_SHOWN, REPORT_NAME, PrepareOptions, PrepareResult,
-                               prepare_selection, read_manifest, select_photos, sharded_count)
-from cnnlab.data.cache_folder import check_out_folder, is_cnnlab_manifest, remove_stale_temporaries
+                               prepare_selection, read_manifest, reusable_rows, select_photos, sharded_count)
+from cnnlab.data.cache_folder import check_out_folder, check_split_kept, is_cnnlab_manifest, remove_stale_temporaries
 from cnnlab.data.cache_io import replace_atomically
+from cnnlab.data.cache_plan import known_unusable
 from cnnlab.data.photo_file import path_bytes, printable_path
 from cnnlab.data.splits import SPLIT_NAMES, split_manifest_hash
 from cnnlab.errors import EXIT_SOME_INPUTS_FAILED, UserError
@@ -115,17 +121,35 @@ def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, o
         raise UserError(f"--shard-index must be between 0 and {count - 1} for --shards {count}, got {only}")
     cache_dir = Path(cache_dir)
     _check_folder(cache_dir, count)
+    check_split_kept(cache_dir, options.split)
     selection = select_photos(data_dir, options)  # once, from the whole folder: the split every shard shares
     shard_by_path = [shard_of(path, count) for path in selection.paths]
-    results = {}
-    for index in range(count) if only is None else [only]:
-        part = replace(
-            selection,
-            selected=[position for position in selection.selected if shard_by_path[position] == index],
-            ignored=[item for item in selection.ignored if shard_of(item["path"], count) == index],
-            shard={"index": index, "count": count},
-        )
-        results[index] = prepare_selection(part, cache_dir / shard_folder(index, count), options, show_progress)
+    indices = range(count) if only is None else [only]
+    # Photos the shards already know not to decode: the split passes over them (see splits.py).
+    selection = selection.refined(_known_unusable(cache_dir, count, selection, options))
+    results, decoded = {}, {index: 0 for index in indices}
+    while True:
+        for index in indices:
+            part = replace(
+                selection,
+                selected=[position for position in selection.selected if shard_by_path[position] == index],
+                passed_over=[position for position in selection.passed_over if shard_by_path[position] == index],
+                ignored=[item for item in selection.ignored if shard_of(item["path"], count) == index],
+                shard={"index": index, "count": count},
+            )
+            results[index] = prepare_selection(part, cache_dir / shard_folder(index, count), options, show_progress)
+            decoded[index] += results[index].decoded
+        unusable = {position for result in results.values() for position in result.unusable}
+        if unusable >= set(selection.selected):
+            break  # not one photo usable: nothing to split (_refuse_if_unusable says so)
+        # Photos found not to decode in some shard move the whole folder's split: shards whose
+        # part changed are written again (their pixels reused), the others are up to date.
+        refined = selection.refined(unusable)
+        if refined is selection:
+            break  # nothing new (or the tutorial split, which never moves)
+        selection = refined
+    for index in indices:
+        results[index].decoded = decoded[index]
     manifest = None
     if only is None:
         _refuse_if_unusable(cache_dir, selection, results)
@@ -133,6 +157,15 @@ def prepare_sharded(data_dir: str | os.PathLike, cache_dir: str | os.PathLike, o
         manifest = _top_manifest(selection, shard_by_path, count, results)
         replace_atomically(cache_dir / MANIFEST_NAME, json.dumps(manifest, indent=1).encode())
     return ShardedPrepareResult(cache_dir, count, results, manifest, time.perf_counter() - started)
+
+
+def _known_unusable(cache_dir: Path, count: int, selection, options: PrepareOptions) -> set[int]:
+    """Positions of the photos that some existing shard could not decode, unchanged since."""
+    skips = {}
+    for index in range(count):
+        old = read_manifest(cache_dir / shard_folder(index, count))
+        skips.update(reusable_rows(old, selection.root, options.decode_key())[1])
+    return known_unusable(selection, skips)
 
 
 def _refuse_if_unusable(cache_dir: Path, selection, results: dict[int, PrepareResult]) -> None:

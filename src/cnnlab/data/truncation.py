@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import os
 
-import numpy as np
 from PIL import Image
 
 from cnnlab.data.photo_file import BadImage
@@ -118,5 +117,7 @@ def ends_early(data: bytes, image: Image.Image, reload) -> bool:
         probe = reload(data[:end] + FILLER + data[end:])
     except (BadImage, OSError, SyntaxError, ValueError, EOFError):
         return True  # the filler was read as compressed data and broke it
+    import numpy as np  # here, not at the top: `cnnlab survey` never gets this far
+
     with probe:
         return probe.size != image.size or not np.array_equal(np.asarray(probe), np.asarray(image))

@@ -23,6 +23,7 @@ from cnnlab.errors import UserError
 from cnnlab.progress import format_duration
 from cnnlab.runs import Run
 from cnnlab.runs.files import read_json, write_json
+from cnnlab.outputs import output_folder
 
 TUTORIAL_MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512")
 # Trained after the tutorial's models on the same photos, to show the gap beside them.
@@ -118,7 +119,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
     stream = stream or sys.stderr
     config = config.resolved()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     previous = out / "reproduce-config.json"
     settings = {key: value for key, value in asdict(config).items() if key not in ("notes", "workers")}
     if previous.exists() and _comparable(read_json(previous)) != _comparable(json.loads(json.dumps(settings))):

@@ -29,6 +29,7 @@ from cnnlab.data.photo_file import printable_path, read_photo
 from cnnlab.explain.convolution import PADDINGS, correlate
 from cnnlab.explain.kernels import Kernel, matrix_text, resolve_kernels
 from cnnlab.errors import UserError
+from cnnlab.outputs import output_folder
 
 # ITU-R BT.601 luma, the weights of Pillow's convert("L"), kept in floating point.
 LUMINANCE = np.array([0.299, 0.587, 0.114])
@@ -106,7 +107,7 @@ def explore_filters(config: FiltersConfig) -> list[Path]:
     responses = [correlate(source, kernel.matrix, config.stride, config.padding) for kernel in kernels]
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     written, records = [out / "filters.png"], []
     pixels = [display_pixels(response, kernel.matrix) for response, kernel in zip(responses, kernels)]
     for kernel, response, image in zip(kernels, responses, pixels):

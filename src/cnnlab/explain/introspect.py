@@ -29,6 +29,7 @@ from cnnlab.errors import UserError
 from cnnlab.explain import saliency
 from cnnlab.recipe.pixels import to_model_input
 from cnnlab.runs import Run
+from cnnlab.outputs import output_folder
 
 DEFAULT_CHANNELS = 16
 NO_CONVOLUTIONS = ("{model} has no convolutional layers: kernels.png, feature maps and Grad-CAM need conv layers; "
@@ -162,7 +163,7 @@ def explain_run(config: ExplainConfig) -> ExplainResult:
     explainer = Explainer(model, config.layer)  # a bad --layer fails before anything is written
 
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    output_folder(out)
     written, notes, records = [], [], []
     first = explainer.convolutions[0] if explainer.convolutions else None
     kernels = None

@@ -4,5 +4,8 @@
   light, so the CLI can check its arguments before Keras is imported.
 - classifier: the run's model with its preprocessing and threshold (`load`, `Classifier`,
   `Prediction`), streaming predictions batch by batch.
+- run_export: the run's own ONNX export (RUN/best.onnx), made once and run by ONNX Runtime,
+  so that predicting needs no Keras (`engine='onnx'`, the command's default when it can).
+- export, export_formats, savedmodel: `cnnlab export` and its parity check.
 - writers: table, CSV and JSON rows written as the predictions arrive.
 """

@@ -9,6 +9,14 @@ Runs with more classes take the most probable class.
 
 Photos stream in batches: a batch is decoded, predicted and handed on before the next one is
 read, so memory does not grow with the number of photos.
+
+Two engines run the network (`load(RUN, engine=...)`): 'keras' rebuilds the registered
+architecture and loads the weights (imports Keras and PyTorch: seconds and ~450 MB before the
+first photo, benchmarks/cold_start.py); 'onnx' runs the run's ONNX export (RUN/best.onnx, made once from the best weights
+with `cnnlab export`'s parity check, see cnnlab.inference.run_export) in ONNX Runtime and imports
+neither. Both feed the same numbers (same decoding, scaling, layout and test-time flips) and
+agree within the parity tolerance (1e-4). 'auto' is onnx when the export exists or can be made.
+This module imports no Keras itself.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from cnnlab.backend import keras
 from cnnlab.data.decode import DecodeOptions, decode_file, fit_image, to_rgb
 from cnnlab.errors import UserError
 from cnnlab.inference.inputs import Source, expand_paths
@@ -31,6 +38,7 @@ from cnnlab.runs import Run
 
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_THRESHOLD = 0.5
+ENGINES = ("auto", "onnx", "keras")
 NOT_FINITE = "the model's output for this photo is not a number (NaN or infinite); the run may have diverged"
 NOT_EVALUATED = ("{run} has no validation threshold (never evaluated, or no validation split); using 0.5. "
                  "Run `cnnlab evaluate {run}` to choose one on validation")
@@ -71,6 +79,8 @@ def resolve_threshold(run: Run | Path, classes: list[str], override: float | Non
 
 def _no_gradient():
     """Inference only: PyTorch would otherwise record every operation for a backward pass."""
+    from cnnlab.backend import keras
+
     if keras.backend.backend() == "torch":
         import torch
 
@@ -79,12 +89,20 @@ def _no_gradient():
 
 
 class Classifier:
-    """A model with its classes, preprocessing and decision threshold. Build one with `load`."""
+    """A model with its classes, preprocessing and decision threshold. Build one with `load`.
+
+    model: the Keras model (engine 'keras'), or None where `network` runs the model instead
+    (engine 'onnx': a function from model inputs to raw outputs) and `layout` says the input's
+    layout; the Keras model is then built only if asked for (`keras_model()`, e.g. Grad-CAM).
+    """
 
     def __init__(self, model, classes, options: DecodeOptions, pixel_scale: str, threshold: float | None = None,
                  tta_flip: bool = False, run: str | None = None, threshold_source: str = "given",
-                 notes: list[str] | None = None):
+                 notes: list[str] | None = None, network=None, layout: str | None = None, engine: str = "keras"):
         self.model = model
+        self.network = network
+        self.layout = layout  # None: Keras' image data format
+        self.engine = engine
         self.classes = list(classes)
         self.options = options
         self.pixel_scale = pixel_scale
@@ -96,7 +114,16 @@ class Classifier:
 
     def __repr__(self) -> str:
         return (f"Classifier(run={self.run!r}, classes={self.classes}, threshold={self.threshold}, "
-                f"input={self.options.width}x{self.options.height} {self.options.fit}, pixels={self.pixel_scale})")
+                f"input={self.options.width}x{self.options.height} {self.options.fit}, pixels={self.pixel_scale}, "
+                f"engine={self.engine!r})")
+
+    def keras_model(self):
+        """The Keras model: this classifier's own, or (engine 'onnx') the run's, built on first use."""
+        if self.model is None:
+            if self.run is None:
+                raise UserError("this classifier has no Keras model and no run to build one from")
+            self.model = Run.open(self.run).build_model()
+        return self.model
 
     # ---- single photos ----------------------------------------------------------------------
 
@@ -118,7 +145,11 @@ class Classifier:
         return np.asarray(image, dtype=np.uint8)
 
     def forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Model inputs (float32, scaled, in Keras' layout) -> the model's raw outputs as NumPy."""
+        """Model inputs (float32, scaled, in the model's layout) -> the model's raw outputs as NumPy."""
+        if self.network is not None:
+            return np.asarray(self.network(inputs))
+        from cnnlab.backend import keras
+
         with _no_gradient():
             return np.asarray(keras.ops.convert_to_numpy(self.model(inputs, training=False)))
 
@@ -130,10 +161,10 @@ class Classifier:
         and column handling and only the model itself can differ.
         """
         forward = forward or self.forward
-        inputs = to_model_input(pixels, self.pixel_scale)
+        inputs = to_model_input(pixels, self.pixel_scale, self.layout)
         outputs = np.asarray(forward(inputs), dtype=np.float64)
         if self.tta_flip:
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
+            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis(self.layout)))
             outputs = (outputs + np.asarray(forward(mirrored), dtype=np.float64)) / 2
         outputs = np.clip(outputs, 0.0, 1.0)
         if outputs.shape[1] == 1:  # one sigmoid unit: P(class 1)
@@ -223,14 +254,34 @@ class Classifier:
         return result
 
 
-def load(run: str | os.PathLike, threshold: float | None = None, weights: str = "best") -> Classifier:
+def load(run: str | os.PathLike, threshold: float | None = None, weights: str = "best", engine: str = "keras",
+         photos=()) -> Classifier:
     """Load a trained run folder as a Classifier (weights only: loading never runs code from a file).
 
     threshold overrides the validation-chosen one (two-class runs only).
+    engine: 'keras' (the registered architecture with the weights), 'onnx' (the run's ONNX export
+    in ONNX Runtime, made first if it is missing or older than the weights: no Keras once it
+    exists) or 'auto' (onnx when the export exists or can be made and the run computes in float32,
+    else keras, with a note).
+    photos: paths the export's parity check may use when the run's cache is gone.
     """
+    if engine not in ENGINES:
+        raise UserError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
     run = Run.open(run)
     preprocessing = run.preprocessing()
     chosen, source, notes = resolve_threshold(run, run.classes, threshold)
+    settings = dict(tta_flip=preprocessing.tta_flip, run=str(run.path), threshold_source=source, notes=notes)
+    if engine == "auto" and run.precision != "float32":
+        # The export computes in float32; a run trained in bfloat16 would answer differently from
+        # `cnnlab evaluate` by up to about 1e-2, so auto keeps the run's own arithmetic.
+        engine = "keras"
+    if engine != "keras":
+        from cnnlab.inference.run_export import onnx_network
+
+        network, layout, more_notes = onnx_network(run, weights, required=engine == "onnx", photos=photos)
+        settings["notes"] = notes + more_notes
+        if network is not None:
+            return Classifier(None, run.classes, preprocessing.decode, preprocessing.pixel_scale, chosen,
+                              network=network, layout=layout, engine="onnx", **settings)
     model = run.build_model(weights)
-    return Classifier(model, run.classes, preprocessing.decode, preprocessing.pixel_scale, chosen,
-                      tta_flip=preprocessing.tta_flip, run=str(run.path), threshold_source=source, notes=notes)
+    return Classifier(model, run.classes, preprocessing.decode, preprocessing.pixel_scale, chosen, **settings)

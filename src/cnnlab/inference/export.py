@@ -114,14 +114,15 @@ def cache_photo_paths(run: Run) -> list[str]:
     return cache.paths(rows)
 
 
-def parity_pixels(classifier, run: Run, photos: tuple[str, ...], count: int) -> np.ndarray:
-    """Up to `count` real photos decoded as the run's data was; ValueError when there are none."""
+def parity_pixels(classifier, run: Run, photos: tuple[str, ...], count: int, fallback=()) -> np.ndarray:
+    """Up to `count` real photos decoded as the run's data was; ValueError when there are none.
+    photos: the ones to use; else the run's cache's, else (its cache gone) those in `fallback`."""
     if photos:
         candidates = [source.path for source in expand_paths(photos) if source.problem is None]
         where = f"--photos {' '.join(photos)}"
     else:
-        candidates = cache_photo_paths(run)
-        where = f"the photos listed in {run.path}'s cache"
+        candidates = cache_photo_paths(run) or [str(path) for path in fallback]
+        where = f"the photos listed in {run.path}'s cache" + (" or the photos given" if fallback else "")
     pixels = []
     for path in candidates:
         decoded, _, reason = decode_file(path, classifier.options)
@@ -214,6 +215,27 @@ def export_run(config: ExportConfig) -> ExportResult:
     sidecar = sidecar_path(out)
     write_json(sidecar, metadata)
     return ExportResult(out, sidecar, config.format, len(pixels), difference, metadata)
+
+
+def make_run_export(run: Run, photos=(), parity_photos: int = DEFAULT_PARITY_PHOTOS,
+                    tolerance: float = DEFAULT_TOLERANCE) -> tuple[Path, dict]:
+    """The run's own ONNX export of its best weights, made and kept in the run folder through
+    Run.store_onnx_export: exactly `cnnlab export --format onnx`'s file and parity check (the
+    run's cache photos, else `photos`), its record naming the weights it was made from, so that
+    `cnnlab predict` reuses it until they change. Imports Keras; returns (path, record)."""
+    from cnnlab.inference.classifier import load
+
+    classifier = load(run.path)
+    classifier.model = float32_model(classifier.model, run)
+    pixels = parity_pixels(classifier, run, (), parity_photos, fallback=photos)
+
+    def make(temporary: Path, signature: dict) -> dict:
+        metadata = {**export_metadata(classifier, run.config), "weights_file": signature}
+        formats.export_onnx(classifier, temporary, metadata)
+        difference = check_parity(classifier, formats.onnx_forward(temporary), pixels, tolerance, "onnx")
+        return {**metadata, "parity": {"photos": len(pixels), "max_difference": difference, "tolerance": tolerance}}
+
+    return run.store_onnx_export(make)
 
 
 def float32_model(model, run: Run):

@@ -69,8 +69,12 @@ def onnx_forward(path: Path):
 
 def export_keras(classifier, path: Path, metadata: dict) -> None:
     """model.save: architecture and weights in one zip; the metadata rides along as cnnlab.json
-    (Keras reads only its own entries, so loading is unaffected)."""
-    classifier.model.save(str(path))
+    (Keras reads only its own entries, so loading is unaffected). The saved model is made of
+    stock Keras layers only (cnnlab.models.layers.stock_keras_model), so that plain Keras loads
+    it without cnnlab; the parity check then runs on that copy as reloaded."""
+    from cnnlab.models.layers import stock_keras_model
+
+    stock_keras_model(classifier.model).save(str(path))
     with zipfile.ZipFile(path, "a") as archive:
         archive.writestr(f"{METADATA_KEY}.json", json.dumps(metadata, indent=1))
 

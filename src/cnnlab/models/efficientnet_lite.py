@@ -37,10 +37,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from cnnlab.backend import keras
+from typing import TYPE_CHECKING
+
 from cnnlab.errors import UserError
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 from cnnlab.recipe.augment import Augment
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras is imported where a model is built, never by registering (cnnlab.models imports no Keras).
 
 # (repeats, kernel, stride, expand ratio, input width, output width): the reference's
 # efficientnet_lite() block strings, 'r1_k3_s11_e1_i32_o16' ... 'r1_k3_s11_e6_i192_o320'.
@@ -85,6 +91,8 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 def _channels_first() -> bool:
+    from cnnlab.backend import keras
+
     return keras.config.image_data_format() == "channels_first"
 
 
@@ -99,20 +107,28 @@ def _spatial(x) -> tuple[int, int]:
 def _kernel_initializer():
     """The TF builder's conv_kernel_initializer, normal(0, sqrt(2 / fan_out)): used only when a
     model starts without the ImageNet weights (--init-weights none)."""
+    from cnnlab.backend import keras
+
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
 
 
 def _batch_norm(x, name: str):
+    from cnnlab.backend import keras
+
     return keras.layers.BatchNormalization(axis=1 if _channels_first() else -1, momentum=BATCH_NORM_MOMENTUM,
                                            epsilon=BATCH_NORM_EPSILON, name=name)(x)
 
 
 def _relu6(x, name: str):
+    from cnnlab.backend import keras
+
     return keras.layers.ReLU(max_value=6.0, name=name)(x)
 
 
 def _pad_for(x, kernel: int, stride: int, name: str):
     """The explicit TF 'SAME' padding of a strided convolution, and the padding argument for it."""
+    from cnnlab.backend import keras
+
     if stride == 1:
         return x, "same"  # odd kernel, stride 1: symmetric k // 2 on every backend
     height, width = _spatial(x)
@@ -123,6 +139,8 @@ def _pad_for(x, kernel: int, stride: int, name: str):
 
 
 def _block(x, index: int, kernel: int, stride: int, expand: int, width_in: int, width_out: int, drop_rate: float):
+    from cnnlab.backend import keras
+
     name = f"block{index}"
     inputs = x
     expanded = width_in * expand
@@ -149,6 +167,8 @@ def lite0_features(inputs, drop_from: int | None = 0):
     the head's (1280-channel) feature maps. drop_from: the first block with stochastic depth
     (None: none). A frozen block gets none: Keras' Dropout drops while training even in a layer
     that is not trainable, and a frozen block's output should be what inference sees."""
+    from cnnlab.backend import keras
+
     # On 'unit' pixels u = pixel / 255: (pixel - 127) / 128 = u * 255 / 128 - 127 / 128.
     x = keras.layers.Rescaling(255.0 / PIXEL_STD, offset=-PIXEL_MEAN / PIXEL_STD, name="pixel_normalization")(inputs)
     x, padding = _pad_for(x, 3, 2, "stem_pad")
@@ -167,6 +187,8 @@ def lite0_features(inputs, drop_from: int | None = 0):
 
 
 def _pooled(inputs, drop_from: int | None = 0):
+    from cnnlab.backend import keras
+
     features = lite0_features(inputs, drop_from)
     pooled = keras.layers.GlobalAveragePooling2D(name="global_pool")(features)
     return keras.layers.Dropout(DROPOUT_RATE, name="head_dropout")(pooled)
@@ -174,6 +196,8 @@ def _pooled(inputs, drop_from: int | None = 0):
 
 def build_imagenet_classifier(input_shape: Sequence[int] | None = None) -> keras.Model:
     """The whole published network: 1,000 ImageNet logits (no softmax), as the reference returns."""
+    from cnnlab.backend import keras
+
     if input_shape is None:
         side = IMAGENET_INPUT_SIDE
         input_shape = (3, side, side) if _channels_first() else (side, side, 3)
@@ -189,6 +213,8 @@ def build_classifier(name: str, input_shape: Sequence[int], num_classes: int, tr
     block does. Every batch norm stays frozen, in inference mode with its ImageNet statistics
     (Keras' advice for fine-tuning: batch statistics of 32 photos of two classes would replace
     the ImageNet ones and shift every feature the layers above were trained on)."""
+    from cnnlab.backend import keras
+
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     head = classification_head(num_classes)
     model = keras.Model(inputs, head(_pooled(inputs, drop_from=trainable_from)), name=name)
@@ -269,6 +295,7 @@ register(ModelSpec(
     recipe=transfer_recipe(),
     family="modern",
     init_weights=OFFLINE_WEIGHTS,
+    parameters=3_414_305, forward_flops=391_744_960,
 ))
 register(ModelSpec(
     name="efficientnet-lite0-linear",
@@ -278,4 +305,5 @@ register(ModelSpec(
     recipe=linear_recipe(),
     family="modern",
     init_weights=OFFLINE_WEIGHTS,
+    parameters=3_414_305, forward_flops=391_744_960,
 ))

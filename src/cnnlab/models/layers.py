@@ -5,7 +5,8 @@ Keras' own BatchNormalization computes its moments with a dozen generic tensor o
 call (mean, square, subtract, divide, cast...), which took three quarters of a training step;
 PyTorch's fused `batch_norm` does the same work in one pass. And oneDNN's convolutions run
 about twice as fast on NHWC ("channels_last") memory than on NCHW, while Keras on PyTorch
-keeps its tensors NCHW. Neither layer changes what the model computes:
+keeps its tensors NCHW. Neither layer changes what the model computes (and `stock_keras_model` swaps both for stock Keras
+layers in exported files, which must load without cnnlab):
 - `FastBatchNormalization` is Keras' BatchNormalization (same variables, same saved weights,
   same momentum and epsilon) whose forward pass calls torch's fused kernel when it can: PyTorch
   backend, channels-first 4-D input, outside Keras' stateless scopes. Elsewhere (TensorFlow,
@@ -63,3 +64,36 @@ class ChannelsLastMemory(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+def stock_keras_model(model):
+    """A copy of `model` made of stock Keras layers only, with the same weights, for export.
+
+    A .keras file names each layer's class; ours ("cnnlab>ChannelsLastMemory") load only where
+    cnnlab is imported, while an exported file must load in plain Keras. Neither layer changes
+    what the model computes at inference: ChannelsLastMemory becomes keras.layers.Identity (the
+    memory order is a speed hint), FastBatchNormalization its parent BatchNormalization with the
+    same configuration (axis, momentum, epsilon...) and variables. The copy is not compiled, so no
+    cnnlab loss or schedule is named in it either. Returns `model` itself when nothing is ours.
+    """
+    if not any(isinstance(layer, (ChannelsLastMemory, FastBatchNormalization)) for layer in _all_layers(model)):
+        return model
+
+    def stock_layer(layer):
+        if isinstance(layer, ChannelsLastMemory):
+            return keras.layers.Identity(name=layer.name)
+        if isinstance(layer, FastBatchNormalization):
+            return keras.layers.BatchNormalization.from_config(layer.get_config())
+        return layer.__class__.from_config(layer.get_config())
+
+    # recursive: the layers of nested models (a transfer backbone) go through stock_layer too.
+    copy = keras.models.clone_model(model, clone_function=stock_layer, recursive=True)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)

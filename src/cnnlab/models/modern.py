@@ -20,18 +20,27 @@ lookahead; worth measuring, but each adds machinery for gains measured on CIFAR-
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cnnlab.backend import keras
-from cnnlab.models.layers import ChannelsLastMemory, FastBatchNormalization
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 from cnnlab.recipe.augment import Augment
 
+if TYPE_CHECKING:
+    import keras
+
+# Keras (and the layers defined on it) is imported by the builders, never by registering.
+
 
 def _channel_axis() -> int:
+    from cnnlab.backend import keras
+
     return 1 if keras.config.image_data_format() == "channels_first" else -1
 
 
 def _conv_bn_relu(x, filters: int, name: str):
+    from cnnlab.backend import keras
+    from cnnlab.models.layers import FastBatchNormalization
+
     # No bias: the batch norm that follows adds its own shift (beta).
     x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal",
                             name=f"{name}_conv")(x)
@@ -48,6 +57,9 @@ def build_resnet9(name: str, input_shape: Sequence[int], num_classes: int, stem_
     Every convolution is 3x3 'same' without bias, then batch norm and ReLU. Any input size of
     at least 1x1 works: pooling uses 'same' padding and the head follows a global pool.
     pool_first=False is Page's order (conv(width), then pool): 4x the stage's compute."""
+    from cnnlab.backend import keras
+    from cnnlab.models.layers import ChannelsLastMemory
+
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = _conv_bn_relu(ChannelsLastMemory(name="channels_last_memory")(inputs), stem_width, "stem")
     for stage, width in enumerate(widths, start=1):
@@ -95,6 +107,8 @@ def modern_recipe(epochs: int, learning_rate: float = 2e-3) -> Recipe:
     )
 
 
+# parameters / forward_flops: the model built at its recipe's size with two classes, so that
+# `cnnlab models` builds nothing; tests/test_models.py checks them against the build.
 register(ModelSpec(
     name="resnet9",
     description="Modern CNN: ResNet-9 layout (stem 24, stages 48/96/192, residual blocks in stages 1 and 3), "
@@ -102,6 +116,7 @@ register(ModelSpec(
     build=_builder("resnet9", 24, (48, 96, 192)),
     recipe=modern_recipe(epochs=32, learning_rate=4e-3),
     family="modern",
+    parameters=926_953, forward_flops=238_879_104,
 ))
 register(ModelSpec(
     name="resnet9-tiny",
@@ -110,4 +125,5 @@ register(ModelSpec(
     build=_builder("resnet9-tiny", 16, (32, 64, 128)),
     recipe=modern_recipe(epochs=10),
     family="modern",
+    parameters=412_913, forward_flops=107_348_224,
 ))

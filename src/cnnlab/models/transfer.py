@@ -26,18 +26,24 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cnnlab.backend import keras
 from cnnlab.errors import UserError
 from cnnlab.models.modern import MODERN_AUGMENT
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 
+if TYPE_CHECKING:
+    import keras
+
+# Keras is imported by the builder and the weight loaders, never by registering.
 BACKBONE_LAYER = "backbone"
 
 
 def _backbone(input_shape: Sequence[int], weights: str | None) -> keras.Model:
     # include_preprocessing: the backbone rescales 0-255 pixels itself (its ImageNet weights
     # expect exactly that), so the recipe feeds raw pixels.
+    from cnnlab.backend import keras
+
     return keras.applications.MobileNetV3Small(
         input_shape=tuple(input_shape), include_top=False, weights=weights, pooling="avg",
         include_preprocessing=True, name=BACKBONE_LAYER)
@@ -47,6 +53,8 @@ MINIMUM_SIDE = 32  # keras.applications' MobileNetV3 refuses smaller inputs
 
 
 def build_mobilenet_transfer(input_shape: Sequence[int], num_classes: int) -> keras.Model:
+    from cnnlab.backend import keras
+
     sides = input_shape[1:] if keras.config.image_data_format() == "channels_first" else input_shape[:2]
     if min(sides) < MINIMUM_SIDE:
         raise UserError(f"mobilenetv3-transfer needs photos of at least {MINIMUM_SIDE}x{MINIMUM_SIDE} pixels, got "
@@ -143,6 +151,8 @@ def transfer_recipe() -> Recipe:
         augment=MODERN_AUGMENT, warmup_epochs=1.0, schedule="cosine", tta_flip=True, precision="auto")
 
 
+# parameters / forward_flops: the model built at its recipe's size with two classes, so that
+# `cnnlab models` builds nothing; tests/test_models.py checks them against the build.
 register(ModelSpec(
     name="mobilenetv3-transfer",
     description="Transfer learning: keras.applications MobileNetV3Small backbone (pass --init-weights imagenet "
@@ -150,4 +160,5 @@ register(ModelSpec(
     build=build_mobilenet_transfer,
     recipe=transfer_recipe(),
     family="modern",
+    parameters=939_697, forward_flops=36_469_888,
 ))

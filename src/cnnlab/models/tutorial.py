@@ -9,15 +9,22 @@ Adam at lr 1e-6): this is "tutorial mode", not cnnlab's default way to train.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from cnnlab.backend import keras
 from cnnlab.models.registry import ModelSpec, Recipe, classification_head, register
 from cnnlab.published import published
+
+if TYPE_CHECKING:
+    import keras
+
+# Keras is imported by the builders (when a model is built), never by registering: see registry.
 
 
 def _chain(name: str, input_shape: Sequence[int], layers: list[keras.layers.Layer]) -> keras.Model:
     """A functional model of layers applied in order (functional, so each layer's shapes are
     known, which forward_flops reads)."""
+    from cnnlab.backend import keras
+
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     outputs = inputs
     for layer in layers:
@@ -26,6 +33,8 @@ def _chain(name: str, input_shape: Sequence[int], layers: list[keras.layers.Laye
 
 
 def _conv(index: int, filters: int) -> list[keras.layers.Layer]:
+    from cnnlab.backend import keras
+
     return [
         keras.layers.Conv2D(filters, (3, 3), padding="valid", activation="relu", name=f"conv{index}"),
         keras.layers.MaxPooling2D(pool_size=(2, 2), name=f"pool{index}"),
@@ -33,6 +42,8 @@ def _conv(index: int, filters: int) -> list[keras.layers.Layer]:
 
 
 def _dense(index: int, units: int) -> keras.layers.Dense:
+    from cnnlab.backend import keras
+
     return keras.layers.Dense(units, activation="relu", name=f"dense{index}")
 
 
@@ -40,6 +51,8 @@ def build_convnet(
     name: str, input_shape: Sequence[int], num_classes: int, conv_filters: Sequence[int], dense_units: Sequence[int]
 ) -> keras.Model:
     """[Conv 3x3 + ReLU, MaxPool 2x2] per conv_filters, Flatten, Dense + ReLU per dense_units, head."""
+    from cnnlab.backend import keras
+
     layers: list[keras.layers.Layer] = []
     for index, filters in enumerate(conv_filters, start=1):
         layers += _conv(index, filters)
@@ -63,12 +76,15 @@ def _tutorial_recipe(batch_size: int, epochs: int, loss: str = "bce", learning_r
                   epochs=epochs, pixel_scale="raw", input_width=94, input_height=125, fit="stretch")
 
 
+# parameters / forward_flops: the model built at its recipe's size with two classes, so that
+# `cnnlab models` builds nothing; tests/test_models.py checks them against the build.
 register(ModelSpec(
     name="mlp",
     description="Tutorial MLP: Flatten, Dense 512 ReLU, Dense 1 sigmoid; MSE loss, Adam lr 1e-3.",
     build=_builder("mlp", (), (512,)),
     recipe=_tutorial_recipe(batch_size=32, epochs=10, loss="mse", learning_rate=1e-3),
     tutorial=published("mlp"),
+    parameters=18_049_025, forward_flops=36_097_024,
 ))
 register(ModelSpec(
     name="conv1",
@@ -76,6 +92,7 @@ register(ModelSpec(
     build=_builder("conv1", (24,), (128, 128)),
     recipe=_tutorial_recipe(batch_size=32, epochs=5),
     tutorial=published("conv1"),
+    parameters=8_637_473, forward_flops=31_938_624,
 ))
 register(ModelSpec(
     name="conv2",
@@ -83,6 +100,7 @@ register(ModelSpec(
     build=_builder("conv2", (48, 48), (256, 256)),
     recipe=_tutorial_recipe(batch_size=64, epochs=15),
     tutorial=published("conv2"),
+    parameters=7_928_177, forward_flops=152_803_456,
 ))
 register(ModelSpec(
     name="conv2-wide",
@@ -90,6 +108,7 @@ register(ModelSpec(
     build=_builder("conv2-wide", (128, 128), (256, 256)),
     recipe=_tutorial_recipe(batch_size=64, epochs=11),
     tutorial=published("conv2-wide"),
+    parameters=21_123_457, forward_flops=885_751_296,
 ))
 register(ModelSpec(
     name="conv2-fc512",
@@ -98,4 +117,5 @@ register(ModelSpec(
     build=_builder("conv2-fc512", (64, 128), (512, 512)),
     recipe=_tutorial_recipe(batch_size=64, epochs=10),
     tutorial=published("conv2-fc512"),
+    parameters=42_151_297, forward_flops=506_053_120,
 ))

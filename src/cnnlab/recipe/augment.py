@@ -18,17 +18,21 @@ Which way an image starts depends only on (seed, its cache row).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from cnnlab.errors import UserError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# NumPy is imported by the functions that transform pixels, not here: a Recipe (which holds an
+# Augment) is read by `cnnlab models` and by run folders, which need no NumPy.
 
 FLIPS = ("none", "random", "alternating")
 PADDINGS = ("reflect", "zeros")
 # ITU-R BT.601 luma weights: the grey that saturation jitter blends towards (as PIL and
-# torchvision use).
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# torchvision use). Plain floats: NumPy 2 multiplies a float32 array by them in float32.
+LUMA = (0.299, 0.587, 0.114)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +89,8 @@ class Augment:
         rows, epoch and seed identify the images for flip='alternating' (CacheBatches passes
         them); the other transforms draw only from `generator`.
         """
+        import numpy as np
+
         pixels = np.asarray(pixels)
         if pixels.ndim != 4 or pixels.dtype != np.uint8:
             raise UserError(f"augment expects uint8 (n, height, width, channels) pixels, "
@@ -100,6 +106,8 @@ class Augment:
         return out if out is not pixels else pixels.copy()
 
     def _flip_mask(self, generator, count: int, rows, epoch: int, seed: int) -> np.ndarray:
+        import numpy as np
+
         if self.flip == "random":
             return generator.random(count) < 0.5
         if rows is None or len(rows) != count:
@@ -117,6 +125,8 @@ def alternating_flip_mask(rows: np.ndarray, epoch: int, seed: int) -> np.ndarray
 def _coin(rows: np.ndarray, seed: int) -> np.ndarray:
     """A fair, reproducible bit per (seed, row), without a table over all rows: the SplitMix64
     finaliser (Steele et al. 2014) of row + seed x golden ratio, in wrapping uint64 arithmetic."""
+    import numpy as np
+
     with np.errstate(over="ignore"):
         x = rows.astype(np.uint64) + np.uint64(seed % 2**64) * np.uint64(0x9E3779B97F4A7C15)
         x = x + np.uint64(0x632BE59BD9B4E019)
@@ -129,6 +139,8 @@ def _coin(rows: np.ndarray, seed: int) -> np.ndarray:
 def translate(pixels: np.ndarray, generator: np.random.Generator, limit: int, padding: str = "reflect") -> np.ndarray:
     """Shift each image by (dy, dx), each uniform in [-limit, limit], keeping its size: pad by
     `limit` on every side and crop at a random offset."""
+    import numpy as np
+
     count, height, width = pixels.shape[:3]
     if padding == "reflect" and (limit >= height or limit >= width):
         raise UserError(f"reflect padding of {limit} pixels needs images larger than {limit} (got {height}x{width})")
@@ -151,6 +163,8 @@ def jitter(pixels: np.ndarray, generator: np.random.Generator, brightness: float
     saturation x3 = g2 + s (x2 - g2) about each pixel's grey g2 (BT.601 luma).
     All three are affine, so they are applied at once: with L = luma(x) and m its image mean,
     x3 = s b c x + (1 - s) b c L + b m (1 - c); one float32 pass instead of three."""
+    import numpy as np
+
     count = len(pixels)
     strengths = np.array([brightness, contrast, saturation], dtype=np.float32)[:, None]
     b, c, s = 1.0 + generator.uniform(-1.0, 1.0, size=(3, count)).astype(np.float32) * strengths

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cnnlab.backend import keras
+from cnnlab.backend import image_data_format
 from cnnlab.errors import UserError
 from cnnlab.recipe.augment import Augment
-from cnnlab.recipe.losses import LogitAwareBinaryCrossentropy, LogitAwareCategoricalCrossentropy
-from cnnlab.recipe.schedule import WarmupDecay
+
+if TYPE_CHECKING:
+    import keras
+
+    from cnnlab.recipe.schedule import WarmupDecay
+
+# Keras is imported by the methods that make Keras objects (loss, schedule, optimizer), not here:
+# a Recipe is read by `cnnlab models` and by run folders without it.
 
 LOSSES = ("mse", "bce", "categorical_crossentropy")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -101,7 +107,7 @@ class Recipe:
 
     def input_shape(self, channels: int = 3) -> tuple[int, int, int]:
         """The model input shape this recipe implies, in Keras' current image data format."""
-        if keras.config.image_data_format() == "channels_first":
+        if image_data_format() == "channels_first":
             return (channels, self.input_height, self.input_width)
         return (self.input_height, self.input_width, channels)
 
@@ -111,6 +117,9 @@ class Recipe:
         Cross-entropies read the logits behind a sigmoid/softmax output on every backend (see
         cnnlab.recipe.losses): PyTorch-Keras otherwise stops learning once the sigmoid saturates.
         """
+        from cnnlab.backend import keras
+        from cnnlab.recipe.losses import LogitAwareBinaryCrossentropy, LogitAwareCategoricalCrossentropy
+
         if self.loss == "mse":
             return keras.losses.MeanSquaredError()
         if num_classes == 2:
@@ -133,10 +142,14 @@ class Recipe:
         if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
             raise UserError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
         steps_per_epoch = int(steps_per_epoch)
+        from cnnlab.recipe.schedule import WarmupDecay
+
         return WarmupDecay(self.learning_rate, warmup_steps=round(self.warmup_epochs * steps_per_epoch),
                            total_steps=self.epochs * steps_per_epoch, decay=self.schedule)
 
     def make_optimizer(self, steps_per_epoch: int | None = None) -> keras.optimizers.Optimizer:
+        from cnnlab.backend import keras
+
         learning_rate = self.make_learning_rate(steps_per_epoch)
         # Only when asked for, so that the tutorial's optimizers keep their exact configuration.
         averaging = {"use_ema": True, "ema_momentum": self.ema} if self.ema else {}

@@ -20,6 +20,7 @@ from cnnlab.report import figures, html, photos
 from cnnlab.report.collect import SPLIT, SPLIT_LABEL, RunData, load_runs, open_cache_quietly, read_survey
 from cnnlab.report.tables import metrics_section_body, per_class_table
 from cnnlab.version import __version__
+from cnnlab.outputs import output_folder
 
 SAMPLES_PER_CLASS = 8
 TOP_LOSSES = 8
@@ -60,7 +61,7 @@ def build_report(config: ReportConfig) -> ReportResult:
     if cache is None and config.cache:
         cache = open_cache_quietly(config.cache, notes, "--cache")
     document, count = render_report(runs, survey, cache, config, notes)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(out.parent)
     replace_atomically(out, document.encode("utf-8"))
     return ReportResult(out, count, notes)
 

@@ -1,11 +1,13 @@
 """The report's charts, drawn with Matplotlib's object-oriented API on an Agg canvas (no
-pyplot, no global backend, no display) and returned as PNG bytes.
+pyplot, no global backend, no display) and returned as PNG bytes. The Figures the workflow hands
+back (TrainedRun.plot_curves, TopLosses.figure) show themselves as PNGs in Jupyter.
 
 Every chart has a title, labelled axes and, where there is more than one series, a legend.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 
@@ -15,11 +17,25 @@ DPI = 100
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
 
 
-def new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+@functools.cache
+def _shown_figure():
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), layout="constrained")
+    class ShownFigure(Figure):
+        """A Figure that Jupyter shows as a PNG. IPython draws a plain Figure only once pyplot's
+        inline backend has registered a formatter for it; a notebook that never imports pyplot would
+        print `<Figure size 720x290 with 2 Axes>` instead (tests/test_notebook.py)."""
+
+        def _repr_png_(self) -> bytes:
+            return png_bytes(self)
+
+    return ShownFigure
+
+
+def new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    figure = _shown_figure()(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure
 

@@ -47,6 +47,10 @@ def table_rows(results: list[dict]) -> list[dict]:
 
 
 def markdown_table(rows: list[dict]) -> str:
+    """The rows as Markdown; the tutorial's published figures in parentheses where a row has
+    them (runs on one's own photos get no tutorial columns at all)."""
+    if not any(row["published"] for row in rows):
+        return _own_data_markdown(rows)
     lines = [
         "| model | params | epochs | train s | val MSE (tutorial) | val Pearson (tutorial) | val AUC | val acc@0.5 "
         "| val best-threshold acc (tutorial) | test acc, threshold from val |",
@@ -54,14 +58,27 @@ def markdown_table(rows: list[dict]) -> str:
     ]
     for row in rows:
         published = row["published"]
-        parameters = f"{row['parameters']:,}" if isinstance(row["parameters"], int) else "-"
         lines.append(
-            f"| {row['model']} | {parameters} | {row['epochs'] or '-'} | {_number(row['training_seconds'], 0)} "
+            f"| {row['model']} | {_parameters(row)} | {row['epochs'] or '-'} | {_number(row['training_seconds'], 0)} "
             f"| {_pair(row['val_mse'], published.get('mse'))} | {_pair(row['val_pearson'], published.get('pearson'))} "
             f"| {_number(row['val_auc'], 2)} | {_number(row['val_accuracy_at_0.5'], 2)} "
             f"| {_pair(row['val_tutorial_best_accuracy'], published.get('accuracy'))} "
             f"| {_number(row['test_accuracy_at_validation_threshold'], 2)} |"
         )
+    return "\n".join(lines)
+
+
+def _parameters(row: dict) -> str:
+    return f"{row['parameters']:,}" if isinstance(row["parameters"], int) else "-"
+
+
+def _own_data_markdown(rows: list[dict]) -> str:
+    lines = ["| model | classes | params | epochs | train s | val AUC | val accuracy | test accuracy |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['model']} | {row.get('classes') or '-'} | {_parameters(row)} | {row['epochs'] or '-'} "
+                     f"| {_number(row['training_seconds'], 0)} | {_number(row['val_auc'], 2)} "
+                     f"| {_number(row['val_accuracy_at_0.5'], 2)} | {_number(row['test_accuracy_at_validation_threshold'], 2)} |")
     return "\n".join(lines)
 
 

@@ -32,7 +32,7 @@ class TrainingWrites:
         `.<pid>.<name>` and `.<name>.<pid>.partial`). Call it holding the lock: then no other
         writer can own them."""
         removed = []
-        for folder in (self.path, self.path / files.CHECKPOINTS):
+        for folder in (self.path, self.path / files.CHECKPOINTS, self.path / files.LOGS):
             for path in folder.glob(".*") if folder.is_dir() else ():
                 if path.is_file() and TEMPORARY_NAME.match(path.name):
                     path.unlink(missing_ok=True)

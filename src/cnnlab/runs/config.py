@@ -11,6 +11,9 @@ from cnnlab.errors import UserError
 if TYPE_CHECKING:
     from cnnlab.recipe import Recipe
 
+# The experiment logs a run can write into its folder's logs/ (cnnlab.training.loggers writes them).
+LOG_KINDS = ("tensorboard", "csv", "mlflow")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -42,6 +45,14 @@ class TrainConfig:
     # Train at the cache's input size and fit even where the recipe names another (the recipe
     # recorded in config.json then says what was really trained). Off: such a cache is refused.
     any_input_size: bool = False
+    # Experiment logs written beside the run's own files, any of LOG_KINDS (--log).
+    log: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        # A tuple in a fixed order without repeats: config.json's list reads back as the same value.
+        kinds = (self.log,) if isinstance(self.log, str) else tuple(self.log or ())
+        object.__setattr__(self, "log", tuple(kind for kind in LOG_KINDS if kind in kinds)
+                           + tuple(dict.fromkeys(kind for kind in kinds if kind not in LOG_KINDS)))
 
     def recipe(self) -> "Recipe":
         """The model's recipe with this configuration's overrides applied (and validated)."""
@@ -64,9 +75,14 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+        unknown = [kind for kind in self.log if kind not in LOG_KINDS]
+        if unknown:
+            raise UserError(f"--log {unknown[0]!r} is not a log cnnlab writes; choose from {', '.join(LOG_KINDS)}")
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        values["log"] = list(self.log)  # as JSON stores it, so a stored configuration compares equal
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":

@@ -2,13 +2,20 @@
 
     config.json        the resolved training configuration (model, recipe, data, seed)
     classes.json       class names in label order
-    data.json          cache path, split-manifest hash, split counts
+    data.json          cache path, split-manifest hash, split counts, how photos were decoded
     versions.json      library versions
     state.json         the commit point: epochs finished, best epoch, history, checkpoint names
     metrics.jsonl      one line per finished epoch (rewritten from state.json, never appended)
     best.weights.h5    weights of the epoch with the lowest validation loss
     last.weights.h5    weights after the last finished epoch
     checkpoint/        versioned weights and optimizer state that state.json points to
+    evaluation.json    `cnnlab evaluate`'s metrics per split and the validation threshold
+    predictions-<split>.npz   the probabilities behind evaluation.json (a cache for pictures)
+    logs/              experiment logs for other tools, when asked for (--log): tensorboard/
+                       (event files), metrics.csv, mlflow.db (an MLflow SQLite store) and
+                       mlflow-run.json (the MLflow run a resumed run continues)
+    best.onnx          the best weights as ONNX, made by the first `cnnlab predict` (parity-checked)
+    best.onnx.json     what best.onnx was made from (the best weights' size and mtime) and its metadata
 
 Every file is replaced atomically, and state.json is written after the files it names, so a
 process killed at any instant (even `kill -9`) leaves a folder that resumes from the last
@@ -38,7 +45,18 @@ METRICS = "metrics.jsonl"
 EVALUATION = "evaluation.json"
 CHECKPOINTS = "checkpoint"
 BEST, LAST = "best", "last"
+LOGS = "logs"
+TENSORBOARD_LOG = "tensorboard"
+CSV_LOG = "metrics.csv"
+MLFLOW_DATABASE = "mlflow.db"
+MLFLOW_ARTIFACTS = "mlflow-artifacts"
+MLFLOW_RUN = "mlflow-run.json"
+# Where each kind of log lives inside LOGS (cnnlab.runs.config.LOG_KINDS).
+LOG_PATHS = {"tensorboard": TENSORBOARD_LOG, "csv": CSV_LOG, "mlflow": MLFLOW_DATABASE}
 WEIGHTS_SUFFIX = ".weights.h5"
+# The best weights as ONNX, for prediction without Keras, and the record of what it was made from.
+ONNX_EXPORT = "best.onnx"
+ONNX_RECORD = "best.onnx.json"
 
 
 def weights_name(which: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -191,6 +192,36 @@ class Run(TrainingWrites):
         # tta_flip is absent in runs from before the option.
         return Preprocessing(options, recipe["pixel_scale"], bool(recipe.get("tta_flip", False)))
 
+    # ---- experiment logs (cnnlab.training.loggers writes them) ---------------------------
+
+    @property
+    def log_kinds(self) -> tuple[str, ...]:
+        """The experiment logs the run was configured to write (config.json's train.log)."""
+        return TrainConfig.from_dict(self.config["train"]).log
+
+    def logs_folder(self) -> Path:
+        """RUN/logs: where the experiment logs for other tools go (made by their writers)."""
+        return self.path / files.LOGS
+
+    def log_path(self, kind: str) -> Path:
+        """A log's file or folder: tensorboard/, metrics.csv or mlflow.db inside logs_folder()."""
+        if kind not in files.LOG_PATHS:
+            raise UserError(f"no log {kind!r}; choose from {', '.join(files.LOG_PATHS)}")
+        return self.logs_folder() / files.LOG_PATHS[kind]
+
+    def mlflow_artifacts(self) -> Path:
+        return self.logs_folder() / files.MLFLOW_ARTIFACTS
+
+    @property
+    def mlflow_run(self) -> dict | None:
+        """{"run_id", "experiment_id"} of the MLflow run this run logs to; None before one exists."""
+        record = self._read(f"{files.LOGS}/{files.MLFLOW_RUN}", required=False)
+        return record if isinstance(record, dict) and isinstance(record.get("run_id"), str) else None
+
+    def write_mlflow_run(self, record: dict) -> None:
+        self.logs_folder().mkdir(parents=True, exist_ok=True)
+        files.write_json(self.logs_folder() / files.MLFLOW_RUN, record)
+
     def weights_path(self, which: str = files.BEST) -> Path:
         """best, last, or a checkpoint as state.json names it (with or without its suffix)."""
         if which.startswith(f"{files.CHECKPOINTS}/"):
@@ -227,6 +258,45 @@ class Run(TrainingWrites):
             raise UserError(f"{weights_file}: the weights hold NaN or infinite values (training diverged); "
                             "train again with a lower --lr")
         return model
+
+    # ---- the ONNX export of the best weights (made by cnnlab.inference, kept here) ----------
+
+    def weights_signature(self, which: str = files.BEST) -> dict:
+        """What identifies a weights file's version: its name, size and modification time in
+        nanoseconds (as predictions-<split>.npz are keyed). Training publishes each new best as
+        a new file, so both change whenever the weights do."""
+        status = self.weights_path(which).stat()
+        return {"weights": which, "bytes": status.st_size, "mtime_ns": status.st_mtime_ns}
+
+    def onnx_export(self) -> tuple[Path, dict] | None:
+        """(path, record) of the ONNX export made from the current best weights; None when there is
+        none, its record is unreadable, or it was made from other weights (then it is made again)."""
+        path, record_path = self.path / files.ONNX_EXPORT, self.path / files.ONNX_RECORD
+        try:
+            record = files.read_json(record_path)
+            current = self.weights_signature()
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("weights_file") != current or not path.is_file():
+            return None
+        return path, record
+
+    def store_onnx_export(self, make: Callable[[Path, dict], dict]) -> tuple[Path, dict]:
+        """Make and keep the ONNX export of the best weights. `make(temporary, signature)` writes
+        it (checked) at a temporary name in this folder and returns its metadata; it is renamed
+        into place, then its record (the metadata and the weights' signature, taken before
+        `make` ran) is written beside it. Weights that change meanwhile leave a record that no
+        longer matches them, so the next reader makes the export again."""
+        signature = self.weights_signature()
+        temporary = self.path / f".{os.getpid()}.{files.ONNX_EXPORT}"
+        try:
+            metadata = make(temporary, signature)
+            os.replace(temporary, self.path / files.ONNX_EXPORT)
+        finally:
+            temporary.unlink(missing_ok=True)
+        record = {**metadata, "weights_file": signature}
+        files.write_json(self.path / files.ONNX_RECORD, record)
+        return self.path / files.ONNX_EXPORT, record
 
     def split_rows(self, cache, split: str) -> np.ndarray:
         """The cache rows the run is scored on: the whole split, or for validation the same

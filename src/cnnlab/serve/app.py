@@ -10,9 +10,10 @@
 Hostile input gets a JSON {"error": ...} and a 4xx, never a 500: a body over the cap is refused
 with 413 by `UploadLimit` before it is read into memory (by Content-Length when sent, else
 while streaming); bytes in no image format -> 415; broken, truncated or decompression-bomb
-images -> 400 (the decoder refuses bombs from their header, see cnnlab.data.decode). With
-several photos, those that fail get their error in their own row and the answer is 200 when
-any photo was predicted.
+images -> 400 (the decoder refuses bombs from their header, see cnnlab.data.decode). Decoding
+is bounded by a memory budget (cnnlab.serve.limits.DecodeBudget): an image that could never fit
+it -> 413; while it is full -> 503 with Retry-After. With several photos, those that fail get
+their error in their own row and the answer is 200 when any photo was predicted.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from cnnlab.serve.config import ServeConfig
-from cnnlab.serve.service import Upload
-from cnnlab.serve.views import edge_views, enlarge, heat_overlay, png_data_url
+from cnnlab.data.decode import BadImage, DecodeOptions
+from cnnlab.serve.config import MEGABYTE, ServeConfig
+from cnnlab.serve.limits import RETRY_AFTER_S, DecodeBudget, serving_allocator
+from cnnlab.serve.service import Decoded, Upload, decode_upload
+from cnnlab.serve.views import edge_views, enlarge, heat_overlay, png_data_url, view_size
 
 NO_PHOTO = ("no photo in the request: send multipart/form-data with one or more files, "
             "or the image bytes themselves as the body")
@@ -49,7 +52,9 @@ class PhotoResult(BaseModel):
     probabilities: dict[str, float]
     threshold: float | None
     error: str | None
-    error_kind: str | None  # "unsupported" (not an image format) or "bad" (broken image)
+    # "unsupported" (not an image format), "bad" (broken image), "too_large" (can never fit the
+    # decode memory) or "busy" (the decode memory stayed full: retry)
+    error_kind: str | None
 
 
 class PredictResponse(BaseModel):
@@ -76,14 +81,25 @@ class ErrorResponse(BaseModel):
     error: str
 
 
-ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415)}
+ERRORS = {status: {"model": ErrorResponse} for status in (400, 413, 415, 503)}
 
 
 def answer_status(rows: list[dict]) -> int:
-    """200 when any photo was predicted; else 415 if none was an image format at all, else 400."""
+    """200 when any photo was predicted; else 503 if the decode memory was full for one (a retry
+    may work), 413 if every one was too large to decode here, 415 if none was an image format at
+    all, else 400."""
     if any(row["error"] is None for row in rows):
         return 200
-    return 415 if all(row["error_kind"] == "unsupported" for row in rows) else 400
+    kinds = {row["error_kind"] for row in rows}
+    if "busy" in kinds:
+        return 503
+    if kinds == {"too_large"}:
+        return 413
+    return 415 if kinds == {"unsupported"} else 400
+
+
+def answer_headers(status: int) -> dict | None:
+    return {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
 
 
 def failure_summary(rows: list[dict]) -> str | None:
@@ -119,6 +135,8 @@ async def read_uploads(request: Request, config: ServeConfig) -> list[Upload]:
 
 def create_app(service, config: ServeConfig) -> FastAPI:
     """The ASGI app around a PredictionService, the upload cap outermost."""
+    service.budget = DecodeBudget(config.decode_memory_bytes)
+    serving_allocator()
     app = FastAPI(title="cnnlab", version=_version(), docs_url=None, redoc_url=None,
                   description=f"Predictions of the trained run {service.classifier.run}. " + __doc__.split("\n\n")[1])
     page = resources.files("cnnlab.serve").joinpath("page.html").read_text(encoding="utf-8")
@@ -137,8 +155,9 @@ def create_app(service, config: ServeConfig) -> FastAPI:
 
     @app.get("/health", summary="liveness, with the run's classes, threshold and preprocessing")
     async def health():
-        return {"status": "ok", **service.describe(), "limits": {"max_upload_mb": config.max_upload_mb,
-                                                                  "max_photos": config.max_photos}}
+        return {"status": "ok", **service.describe(), "limits": {
+            "max_upload_mb": config.max_upload_mb, "max_photos": config.max_photos,
+            "decode_memory_mb": round(service.budget.capacity / MEGABYTE)}}
 
     @app.post("/predict", response_model=PredictResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="label and class probabilities for one or more photos")
@@ -146,7 +165,8 @@ def create_app(service, config: ServeConfig) -> FastAPI:
         uploads = await read_uploads(request, config)
         rows = await run_in_threadpool(service.predict, uploads)
         status = answer_status(rows)
-        return JSONResponse({"results": rows, "error": failure_summary(rows)}, status_code=status)
+        return JSONResponse({"results": rows, "error": failure_summary(rows)}, status_code=status,
+                            headers=answer_headers(status))
 
     @app.post("/explain", response_model=ExplainResponse, responses=ERRORS, openapi_extra=UPLOAD_BODY,
               summary="one photo's prediction, edge-filter views and Grad-CAM, as PNG data URLs")
@@ -157,21 +177,29 @@ def create_app(service, config: ServeConfig) -> FastAPI:
         answer = await run_in_threadpool(explain_upload, service, uploads[0])
         status = answer_status([answer["result"]])
         if status != 200:
-            return JSONResponse({"error": answer["result"]["error"], **answer}, status_code=status)
+            return JSONResponse({"error": answer["result"]["error"], **answer}, status_code=status,
+                                headers=answer_headers(status))
         return answer
 
     return app
 
 
 def explain_upload(service, upload: Upload) -> dict:
-    """Runs in a worker thread: decode once for the model, once at viewing size for the filters."""
-    (decoded,) = service.decode([upload])
-    (row,) = service.predict_decoded([decoded])
-    answer = {"result": row, "views": [], "model_input": None, "grad_cam": None, "grad_cam_layer": None,
-              "note": None}
-    if decoded.error is not None:
-        return answer
-    answer["views"] = edge_views(upload.data)
+    """Runs in a worker thread: decode once for the model, once at viewing size for the filters,
+    holding decode memory for the larger of the two throughout."""
+    options = [service.classifier.options]
+    try:
+        options.append(DecodeOptions(*view_size(upload.data)))
+    except BadImage:
+        pass  # decode_upload says why
+    with service.reserved(upload.data, *options) as refusal:
+        decoded = Decoded(upload.filename, None, *refusal) if refusal else decode_upload(upload, options[0])
+        (row,) = service.predict_decoded([decoded])
+        answer = {"result": row, "views": [], "model_input": None, "grad_cam": None, "grad_cam_layer": None,
+                  "note": None}
+        if decoded.error is not None:
+            return answer
+        answer["views"] = edge_views(upload.data)
     answer["model_input"] = png_data_url(enlarge(decoded.pixels))
     heatmap, detail = service.grad_cam(decoded.pixels)
     if heatmap is None:

@@ -23,7 +23,7 @@ def build_app(config: ServeConfig):
     from cnnlab.serve.limits import UploadLimit
     from cnnlab.serve.service import PredictionService
 
-    service = PredictionService(load(config.run, threshold=config.threshold))
+    service = PredictionService(load(config.run, threshold=config.threshold, engine=config.engine))
     return UploadLimit(create_app(service, config), config.max_upload_bytes), service
 
 

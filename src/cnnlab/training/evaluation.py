@@ -21,6 +21,7 @@ from cnnlab.models import count_parameters
 from cnnlab.recipe.pixels import width_axis
 from cnnlab.runs import Run
 from cnnlab.training.batches import CacheBatches
+from cnnlab.training.loggers import log_evaluation
 
 
 def _no_gradient():
@@ -108,6 +109,7 @@ def evaluate_run(run: str | Path, cache_dir: str | None = None, splits=("val", "
     result = to_jsonable(result)
     if write:
         run.write_evaluation(result)
+        log_evaluation(run, result)  # into the run's TensorBoard and MLflow logs, when it keeps them
     return result
 
 

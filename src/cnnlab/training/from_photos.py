@@ -65,7 +65,7 @@ def prepare_for_recipe(photos: str | os.PathLike, recipe, cache: str | os.PathLi
     if folder.resolve().is_relative_to(photos.resolve()):
         raise UserError(f"--cache {folder} is inside the photo folder {photos}, which cnnlab only reads; "
                         "choose a cache folder elsewhere")
-    options = PrepareOptions(decode=decode, split=split or SplitOptions("stratified"), workers=workers)
+    options = PrepareOptions(decode=decode, split=split or SplitOptions(), workers=workers)
     return prepare(photos, folder, options, show_progress=show_progress)
 
 

@@ -1,4 +1,5 @@
-"""Training progress: a live bar with loss and ETA on a terminal, one line per epoch otherwise."""
+"""Training progress: a live bar with the loss and the epoch's ETA on a terminal or in a notebook
+(cnnlab.progress), replaced at each epoch's end by one line; only those lines otherwise."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import sys
 import time
 
 from cnnlab.backend import keras
-from cnnlab.progress import Progress, format_duration
+from cnnlab.progress import Progress, format_duration, is_live
 
 
 class ProgressCallback(keras.callbacks.Callback):
@@ -16,16 +17,20 @@ class ProgressCallback(keras.callbacks.Callback):
         self.epochs = epochs
         self.steps = steps
         self.stream = stream or sys.stderr
-        self.live = self.stream.isatty() if live is None else live
+        self.live = is_live(self.stream) if live is None else live
         self.epoch_seconds: list[float] = []
         self.bar: Progress | None = None
         self.started = 0.0
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
         self.started = time.perf_counter()
-        self.bar = Progress(self.steps, f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
-                            stream=self.stream, live=self.live)
+        if self.live:
+            # leave=False: the epoch's line takes the bar's place, so a finished run reads as
+            # one line per epoch on a terminal too.
+            self.bar = Progress(self.steps, f"{self.name} epoch {epoch + 1}/{self.epochs}", unit="step",
+                                stream=self.stream, live=True, leave=False)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.bar and logs and "loss" in logs:
@@ -44,11 +49,15 @@ class ProgressCallback(keras.callbacks.Callback):
         )
         line = (f"{self.name} epoch {epoch + 1}/{self.epochs}: {shown} "
                 f"({self.epoch_seconds[-1]:.1f} s, ETA {format_duration(self.run_eta(epoch))})")
-        if self.live and self.bar:
+        if self.bar:
             self.bar.close()
+            self.bar = None
         self.stream.write(line + "\n")
         self.stream.flush()
 
     def on_train_end(self, logs=None):
+        if self.bar:  # training stopped inside an epoch
+            self.bar.close()
+            self.bar = None
         if self.model.stop_training and self.epoch + 1 < self.epochs:
             self.stream.write(f"{self.name}: stopped early after epoch {self.epoch + 1} (no validation improvement)\n")

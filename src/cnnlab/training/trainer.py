@@ -19,6 +19,7 @@ from cnnlab.training import distributed, train_step
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.from_photos import check_cache_fits
 from cnnlab.training.resume import continued_config
+from cnnlab.training.loggers import check_available, make_logs
 from cnnlab.training.progress_callback import ProgressCallback
 from cnnlab.training.train_step import automatic_micro_batch_size, validation_batch_size
 from cnnlab.training.training_data import open_training_data, photos_per_epoch
@@ -118,8 +119,13 @@ def train(config: TrainConfig, resume: bool = False, show_progress: bool = True,
 
     `callbacks` are extra Keras callbacks run after the epoch is committed (benchmarks use them
     to score the test split per epoch; nothing they do can change what is checkpointed).
+    `show_progress=False` keeps a live bar off a terminal: `stream` still gets one line per
+    epoch (pass a stream that discards them for silence, as `cnnlab train --quiet` does).
+    The experiment logs config.log names (TensorBoard, CSV, MLflow) go into the run folder's
+    logs/ (cnnlab.training.loggers); a resumed run continues them.
     Under `torchrun` (distributed.start() called first) every worker runs this same function."""
     config.validate()
+    check_available(config.log)  # before anything is written: a missing extra is a one-line error
     workers = distributed.current()
     run = Run(config.out)
     # Rank 0 writes the run folder; it holds it against a second trainer (cnnlab.runs.lock).
@@ -204,17 +210,27 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
     micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
         automatic_micro_batch_size(model, train_batches.batch_size // workers.world_size)
     train_step.install(model, micro_batch_size or None, forward)
+    # After EpochCommit: a log mirrors committed epochs only (metrics.jsonl).
+    logs = make_logs(run, config.log) if workers.is_main else []
     callbacks = [
         *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
         *([AverageStatistics(workers, len(train_batches))] if workers.on_torch else []),
         EpochCommit(run, state, optimizer, train_batches, config.patience, workers,
                     counts=(photos_per_epoch(train_batches), len(val_batches.rows))),
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
+        *logs,
         *(callbacks or []),
     ]
-    if state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
-        model.fit(train_batches, validation_data=val_batches, epochs=recipe.epochs, initial_epoch=state["epochs_done"],
-                  callbacks=callbacks, verbose=0, shuffle=False)
+    try:
+        if state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
+            model.fit(train_batches, validation_data=val_batches, epochs=recipe.epochs,
+                      initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0, shuffle=False)
+        else:  # every epoch was committed before a cut: the logs still get what they miss
+            for log in logs:
+                log.finish_training()
+    finally:
+        for log in logs:  # also when training fails: what the logs hold is flushed
+            log.close()
     state["finished"] = True
     state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]), 2)
     if workers.is_main:

@@ -27,7 +27,7 @@ __all__ = ["Comparison", "Evaluation", "Prepared", "TopLosses", "TrainedRun", "c
 
 
 def prepare(photos: str | os.PathLike, cache: str | os.PathLike, *, model: str | None = None,
-            size: str | tuple[int, int] = "94x125", fit: str = "stretch", split: str = "stratified",
+            size: str | tuple[int, int] = "94x125", fit: str = "stretch", split: str | None = None,
             train: float | int | None = None, val: float | int | None = None, test: float | int | None = None,
             seed: int = 0, workers: int = 0, progress: bool = True) -> Prepared:
     """Decode `photos` once into a cache (incremental: a second call decodes only what changed).
@@ -73,13 +73,15 @@ def train(model: str, data: str | os.PathLike | None = None, *, cache: str | os.
     if unknown:
         raise UserError(f"unknown training setting {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
     out = Path(out) if out is not None else Path("runs") / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-    config = TrainConfig(model=model, cache=str(cache or ""), out=str(out), epochs=epochs, batch_size=batch_size,
+    # os.fspath, not str: cache= and data= may be a Prepared (or any os.PathLike), whose str() is its repr.
+    cache_path = os.fspath(cache) if cache is not None else ""
+    config = TrainConfig(model=model, cache=cache_path, out=os.fspath(out), epochs=epochs, batch_size=batch_size,
                          learning_rate=learning_rate, seed=seed, any_input_size=any_input_size, **settings)
     if data is not None and is_cache(data) and cache is None:
-        config = dataclasses.replace(config, cache=str(data))
+        config = dataclasses.replace(config, cache=os.fspath(data))
     elif data is not None:
         prepared = prepare_for_recipe(data, config.recipe(), cache, workers=workers, show_progress=progress)
-        config = dataclasses.replace(config, cache=str(prepared.cache_dir), photos=str(data))
+        config = dataclasses.replace(config, cache=str(prepared.cache_dir), photos=os.fspath(data))
     elif cache is None and not resume:
         raise UserError("pass data= (a folder of photos) or cache= (a prepared cache)")
     elif cache is None:
