@@ -20,7 +20,7 @@ def command_train(arguments) -> int:
         batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
-        init_weights=arguments.init_weights, precision=arguments.precision,
+        init_weights=arguments.init_weights, precision=arguments.precision, head_fit=arguments.head_fit,
         micro_batch_size=arguments.micro_batch_size, any_input_size=arguments.any_input_size,
         log=tuple(arguments.log or ()),
     )
@@ -97,6 +97,10 @@ def register(commands) -> None:
     train.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     train.add_argument("--loss", choices=("mse", "bce", "categorical_crossentropy"), help="loss (default: the recipe's)")
     train.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="optimizer (default: the recipe's)")
+    train.add_argument("--head-fit", choices=("gradient", "logistic"),
+                       help="how the classifier is fitted: 'gradient' (the optimizer, epoch by epoch) or 'logistic' "
+                       "(a frozen backbone's features computed once, then scikit-learn's logistic regression as "
+                       "the output layer; efficientnet-lite0-linear's default) (default: the recipe's)")
     train.add_argument("--pixels", choices=("raw", "unit"), help="raw 0-255 (tutorial) or unit 0-1 pixels")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
     train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")

