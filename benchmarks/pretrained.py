@@ -10,13 +10,15 @@ Splits as resnet9's figures (benchmarks/modern_recipe.py): stratified, class-bal
 - zero_shot: no training at all. The 1,000-class ImageNet head at 224 x 224 (the weights'
   resolution); a photo is a dog when P(any of ImageNet's 118 dog breeds, classes 151-268)
   exceeds P(its 5 domestic cats, 281-285). Scored on the test photos.
-- frozen_features_linear_head: the backbone at the efficientnet-lite0-linear recipe's size,
-  1,280 pooled features per photo computed once (saved in --work and reused by a later
-  invocation, which then reports the reuse), a scikit-learn LogisticRegression on them (C chosen
-  on validation). end_to_end_seconds counts prepare + loading the weights + features + fit.
+- frozen_features_linear_head: `cnnlab train efficientnet-lite0-linear` then `cnnlab evaluate`
+  at that recipe's size: 1,280 pooled features per training and validation photo computed
+  once, scikit-learn's LogisticRegression on them as the output layer (C chosen on validation),
+  then the test photos scored at the validation threshold. end_to_end_seconds counts prepare +
+  train + evaluate, as a user would wait for them.
 - fine_tuned: `cnnlab train efficientnet-lite0-transfer` (its recipe, the offline weights) per
   seed, then `cnnlab evaluate`: test accuracy at the validation threshold, wall seconds.
-- single_photo_latency (JPEG file to probability, decode + forward) and the model file's size.
+- latency_and_size, per model: single_photo_latency (JPEG file to probability, decode + forward)
+  and the model file's size.
 Quick mode asserts nothing about times: its numbers mean nothing.
 """
 
@@ -103,44 +105,31 @@ def zero_shot(cache, state, count: int | None) -> dict:
             "seconds": round(seconds, 1), "ms_per_photo": round(1000 * seconds / len(rows), 1)}
 
 
-def features(cache, state, work: Path) -> tuple[dict, dict]:
-    """Pooled backbone features per split, computed once and kept in work/features.npz."""
-    saved = work / "features.npz"
-    if saved.exists():
-        with np.load(saved) as stored:
-            return {split: stored[split] for split in ("train", "val", "test")}, {"reused_from": str(saved)}
+def prepare_for(model: str, data: str, work: Path, split: SplitOptions) -> Path:
+    """A cache of the shared photos at the model's recipe size (the same split for every size)."""
+    recipe = get_model_spec(model).recipe
+    cache_dir = work / f"cache-{recipe.input_width}x{recipe.input_height}-{recipe.fit}"
+    prepare(data, cache_dir, PrepareOptions(DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit), split),
+            show_progress=False)
+    return cache_dir
+
+
+def linear_run(cache_dir: Path, work: Path) -> dict:
+    """`cnnlab train efficientnet-lite0-linear` (features once, logistic regression, C chosen on
+    validation), then `cnnlab evaluate`: what a user's two commands give, and their time."""
+    out = work / f"run-{LINEAR_MODEL}"
     started = time.perf_counter()
-    classifier = lite.build_imagenet_classifier(get_model_spec(LINEAR_MODEL).recipe.input_shape())
-    offline.load_imagenet_weights(classifier, state)
-    extractor = keras.Model(classifier.input, classifier.get_layer("global_pool").output)
-    loaded = time.perf_counter()
-    result = {}
-    for split in ("train", "val", "test"):
-        rows = cache.indices(split)
-        result[split] = forward_in_batches(extractor, cache.images[rows])
-        log(f"features {split}: {len(rows)} photos")
-    seconds = time.perf_counter() - loaded
-    np.savez(saved, **result)
-    photos = sum(len(values) for values in result.values())
-    return result, {"build_and_load_weights_seconds": round(loaded - started, 1), "features_seconds": round(seconds, 1),
-                    "ms_per_photo": round(1000 * seconds / photos, 1)}
-
-
-def linear_head(cache, feature_sets: dict) -> dict:
-    from sklearn.linear_model import LogisticRegression
-
-    dog = cache.classes.index("dog")
-    labels = {split: (cache.labels[cache.indices(split)] == dog).astype(int) for split in feature_sets}
-    started = time.perf_counter()
-    scores = {}
-    for regularisation in (0.1, 1.0, 10.0):
-        fitted = LogisticRegression(C=regularisation, max_iter=3000).fit(feature_sets["train"], labels["train"])
-        scores[regularisation] = (fitted.score(feature_sets["val"], labels["val"]), fitted)
-    chosen = max(scores, key=lambda c: scores[c][0])
-    fitted = scores[chosen][1]
-    return {"C_chosen_on_validation": chosen, "val_accuracy": round(float(scores[chosen][0]), 4),
-            "test_accuracy": round(float(fitted.score(feature_sets["test"], labels["test"])), 4),
-            "fit_seconds": round(time.perf_counter() - started, 1)}
+    state = train(TrainConfig(LINEAR_MODEL, str(cache_dir), str(out), seed=0), resume=out.exists(),
+                  show_progress=False, stream=sys.stderr)
+    trained = time.perf_counter()
+    evaluation = evaluate_run(out)
+    test = evaluation["splits"]["test"]
+    return {"C_chosen_on_validation": state["head_fit"]["regularisation_C"],
+            "val_accuracy_at_0.5": evaluation["splits"]["val"]["accuracy_at_0.5"],
+            "test_accuracy_at_validation_threshold": test["accuracy_at_validation_threshold"],
+            "test_accuracy_at_0.5": test["accuracy_at_0.5"], "test_roc_auc": test["roc_auc"],
+            "train_seconds": round(trained - started, 1), "evaluate_seconds": round(time.perf_counter() - trained, 1),
+            "fit_seconds": state["head_fit"]["seconds"]}
 
 
 def fine_tune(cache_dir: Path, work: Path, seed: int, quick: bool) -> dict:
@@ -159,10 +148,10 @@ def fine_tune(cache_dir: Path, work: Path, seed: int, quick: bool) -> dict:
             "model_file_megabytes": evaluation["model_file_megabytes"]}
 
 
-def latency_and_size(photo: str, work: Path, repeats: int) -> dict:
-    """A fresh efficientnet-lite0-transfer with the offline weights: one JPEG to one probability."""
-    recipe = get_model_spec(TRANSFER_MODEL).recipe
-    model = build_model(TRANSFER_MODEL)
+def latency_and_size(name: str, photo: str, work: Path, repeats: int) -> dict:
+    """A fresh model with the offline weights at its recipe size: one JPEG to one probability."""
+    recipe = get_model_spec(name).recipe
+    model = build_model(name)
     offline.load_imagenet_weights(model)
     options = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
     timings = []
@@ -173,7 +162,7 @@ def latency_and_size(photo: str, work: Path, repeats: int) -> dict:
             keras.ops.convert_to_numpy(model(to_model_input(pixels, recipe.pixel_scale), training=False))
             timings.append(time.perf_counter() - started)
     timings = np.array(timings[3:]) * 1000
-    weights, whole = work / "model.weights.h5", work / "model.keras"
+    weights, whole = work / f"{name}.weights.h5", work / f"{name}.keras"
     model.save_weights(weights)
     model.save(whole)
     return {"single_photo_latency": {"p50_ms": round(float(np.percentile(timings, 50)), 1),
@@ -211,39 +200,35 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     train_total, val_total, test_total = (128, 50, 100) if arguments.quick else (4096, 500, 1000)
     linear = get_model_spec(LINEAR_MODEL).recipe
-    if (linear.input_width, linear.input_height, linear.fit) != tuple(getattr(get_model_spec(TRANSFER_MODEL).recipe, key)
-                                                                     for key in ("input_width", "input_height", "fit")):
-        raise SystemExit("the two recipes' sizes differ: this benchmark prepares one cache for both")
     result = {"benchmark": "pretrained", "quick": arguments.quick, "work": str(work),
               "weights": {"file": f"{offline.WEIGHTS_PACKAGE}/{offline.WEIGHTS_FILE}", "sha256": offline.WEIGHTS_SHA256},
               "recipes": {name: get_model_spec(name).recipe.to_dict() for name in (LINEAR_MODEL, TRANSFER_MODEL)},
               "load_average_at_start": os.getloadavg()[0], "torch_threads": _torch_threads()}
     started = time.perf_counter()
-    cache_dir = work / "cache"
-    prepare(arguments.data, cache_dir, PrepareOptions(DecodeOptions(linear.input_width, linear.input_height, linear.fit),
-                                                      SplitOptions("stratified", train_total, val_total, test_total, seed=0)),
-            show_progress=False)
+    split = SplitOptions("stratified", train_total, val_total, test_total, seed=0)
+    cache_dir = prepare_for(LINEAR_MODEL, arguments.data, work, split)
     prepared = time.perf_counter()
     cache = open_cache(cache_dir)
     result["splits"] = {split: int(len(cache.indices(split))) for split in ("train", "val", "test")}
-    state = offline.read_verified_state_dict()
-    log("frozen features")
-    feature_sets, feature_times = features(cache, state, work)
-    head = linear_head(cache, feature_sets)
+    log("frozen features + logistic regression: cnnlab train efficientnet-lite0-linear, then evaluate")
+    head = linear_run(cache_dir, work)
     result["frozen_features_linear_head"] = {
         "input": f"{linear.input_width}x{linear.input_height} {linear.fit}", "prepare_seconds": round(prepared - started, 1),
-        **feature_times, **head, "end_to_end_seconds": round(time.perf_counter() - started, 1)}
-    log(f"linear head: {head}")
+        **head, "end_to_end_seconds": round(time.perf_counter() - started, 1)}
+    log(f"linear head: {result['frozen_features_linear_head']}")
+    state = offline.read_verified_state_dict()
     log("zero-shot")
     result["zero_shot"] = zero_shot(cache, state, zero_shot_photos)
-    rows = [fine_tune(cache_dir, work, seed, arguments.quick) for seed in range(seeds)]
+    transfer_cache = prepare_for(TRANSFER_MODEL, arguments.data, work, split) if seeds else None
+    rows = [fine_tune(transfer_cache, work, seed, arguments.quick) for seed in range(seeds)]
     if rows:
         accuracies = [row["test_accuracy_at_validation_threshold"] for row in rows]
         result["fine_tuned"] = {"seeds": rows, "test_accuracy_mean": round(statistics.mean(accuracies), 4),
                                 "test_accuracy_spread": [round(min(accuracies), 4), round(max(accuracies), 4)],
                                 "train_and_evaluate_wall_seconds_mean": round(statistics.mean(
                                     row["train_and_evaluate_wall_seconds"] for row in rows), 1)}
-    result.update(latency_and_size(cache.paths([0])[0], work, repeats=5 if arguments.quick else 30))
+    result["latency_and_size"] = {name: latency_and_size(name, cache.paths([0])[0], work, 5 if arguments.quick else 30)
+                                  for name in (LINEAR_MODEL, TRANSFER_MODEL)}
     result["load_average_at_end"] = os.getloadavg()[0]
     result["total_seconds"] = round(time.perf_counter() - started, 1)
     json.dump(result, sys.stdout, indent=1)

