@@ -79,11 +79,12 @@ def read_events(port: int, path: str, until, timeout: float = 120) -> list[dict]
             if not chunk:
                 break
             buffer += chunk
+            before = len(events)
             while b"\n\n" in buffer:
                 block, buffer = buffer.split(b"\n\n", 1)
                 for line in block.split(b"\n"):
                     if line.startswith(b"data: "):
                         events.append(json.loads(line[len(b"data: "):]))
-            if until(events):
+            if len(events) > before and until(events):
                 return events
     raise AssertionError(f"the event stream did not show what was awaited in {timeout} s; last: {events[-1:]}")

@@ -16,6 +16,7 @@ decode memory limits (serve's), never a 500 for the user's input.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from importlib import resources
 
@@ -76,8 +77,13 @@ def create_app(studio: Studio) -> FastAPI:
     from cnnlab.studio.routes import add_run_routes
     from cnnlab.version import __version__
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        studio.stopping = True  # the event streams end, so the server can stop
+
     app = FastAPI(title="cnnlab studio", version=__version__, docs_url=None, redoc_url=None,
-                  description=__doc__.split("\n\n")[0])
+                  description=__doc__.split("\n\n")[0], lifespan=lifespan)
     package = resources.files("cnnlab.studio")
     page = package.joinpath("page.html").read_text(encoding="utf-8")
     script = package.joinpath("studio.js").read_text(encoding="utf-8")
@@ -102,10 +108,6 @@ def create_app(studio: Studio) -> FastAPI:
         problems = "; ".join(f"{'.'.join(str(part) for part in problem['loc'][1:])}: {problem['msg']}"
                              for problem in error.errors())
         return JSONResponse({"error": problems[:500] or "invalid request"}, status_code=422)
-
-    @app.on_event("shutdown")
-    async def shutdown():
-        studio.stopping = True
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index():

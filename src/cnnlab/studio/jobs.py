@@ -84,6 +84,7 @@ class Job:
 class JobQueue:
     def __init__(self, log_folder: Path | None = None):
         self.log_folder = Path(log_folder or tempfile.mkdtemp(prefix="cnnlab-studio-logs-"))
+        self.log_folder.mkdir(parents=True, exist_ok=True)
         self.jobs: list[Job] = []
         self.condition = threading.Condition()
         self.numbers = itertools.count(1)
@@ -162,7 +163,13 @@ class JobQueue:
                 job = next((job for job in self.jobs if job.status == "queued"), None)
                 if job is not None:
                     job.status, job.started = "running", time.time()
-                    job.process = job.start()
+                    try:
+                        job.process = job.start()
+                    except OSError as error:  # no Python to start, a full disk: the job fails, the queue goes on
+                        job.status, job.finished = "failed", time.time()
+                        job.message = f"could not start the worker ({error.strerror or error})"
+                        self.condition.notify_all()
+                        continue
                     return job
                 self.condition.wait()
             return None
