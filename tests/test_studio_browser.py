@@ -56,12 +56,12 @@ def test_data_train_inspect_predict_export_in_a_browser(studio, shared_photos, t
         for label in ("cat", "dog"):
             strip = page.locator(f".samples[data-class='{label}'] img")
             assert strip.count() == 12
-        page.wait_for_function("[...document.querySelectorAll('.samples img')].every(i => i.complete && i.naturalWidth > 0)",
+        page.wait_for_function("() => [...document.querySelectorAll('.samples img')].every(i => i.complete && i.naturalWidth > 0)",
                                timeout=60_000)
         page.fill("#split-val", "8")
         page.fill("#split-test", "4")
         page.click("#split-show")
-        page.wait_for_function("document.querySelector('#data-split').textContent.includes('--val 8 --test 4')")
+        page.wait_for_function("() => document.querySelector('#data-split').textContent.includes('--val 8 --test 4')")
         page.screenshot(path=str(screens / "data.png"), full_page=True)
 
         # Train: conv1 at 24x24 for 3 epochs; the curve must grow epoch by epoch, live.
@@ -71,11 +71,11 @@ def test_data_train_inspect_predict_export_in_a_browser(studio, shared_photos, t
         for field, value in (("#train-epochs", EPOCHS), ("#train-batch", 4), ("#train-width", 24), ("#train-height", 24)):
             page.fill(field, str(value))
         page.click("#train-start")
-        page.wait_for_function(f"Number(document.getElementById('curve-loss').dataset.points) >= {EPOCHS}",
+        page.wait_for_function(f"() => Number(document.getElementById('curve-loss').dataset.points) >= {EPOCHS}",
                                timeout=TIMEOUT_MS)
         seen = [int(count) for count in page.get_attribute("#curve-loss", "data-seen").split(",")]
         assert seen == sorted(seen) and len([count for count in seen if 0 < count]) >= 2, seen
-        page.wait_for_function("document.getElementById('jobs').dataset.job1 === 'done'", timeout=TIMEOUT_MS)
+        page.wait_for_function("() => document.getElementById('jobs').dataset.job1 === 'done'", timeout=TIMEOUT_MS)
         assert page.locator("#curve-loss polyline").count() == 2
         page.screenshot(path=str(screens / "train.png"), full_page=True)
 
@@ -93,14 +93,14 @@ def test_data_train_inspect_predict_export_in_a_browser(studio, shared_photos, t
         page.wait_for_selector("#wrong figure", timeout=60_000)
         page.locator("#wrong figure").first.click()
         page.wait_for_selector("#cam img:nth-of-type(1)", timeout=60_000)
-        page.wait_for_function("document.querySelectorAll('#cam img').length === 2 && "
+        page.wait_for_function("() => document.querySelectorAll('#cam img').length === 2 && "
                                "[...document.querySelectorAll('#cam img')].every(i => i.complete && i.naturalWidth > 0)")
         assert "Grad-CAM" in page.text_content("#cam")
         page.wait_for_selector("#features img")
         page.eval_on_selector("#threshold", "slider => { slider.value = '0.05'; slider.dispatchEvent(new Event('input')); }")
-        page.wait_for_function("document.getElementById('threshold-values').dataset.threshold === '0.05'")
+        page.wait_for_function("() => document.getElementById('threshold-values').dataset.threshold === '0.05'")
         page.click("#explore-apply")
-        page.wait_for_function("document.querySelectorAll('#explore img').length === 2")
+        page.wait_for_function("() => document.querySelectorAll('#explore img').length === 2")
         page.screenshot(path=str(screens / "inspect.png"), full_page=True)
 
         # Use: predict an uploaded photo, then export ONNX as a download.
@@ -116,9 +116,12 @@ def test_data_train_inspect_predict_export_in_a_browser(studio, shared_photos, t
         download.value.save_as(exported)
         assert download.value.suggested_filename == "browser.onnx"
 
+        # The README's picture: the Train tab down to its live curves, narrower.
         page.click("#tabs button[data-tab='train']")
-        page.set_viewport_size({"width": 1100, "height": 720})
-        page.screenshot(path=str(screens / "readme.png"))
+        page.set_viewport_size({"width": 1040, "height": 720})
+        bottom = page.eval_on_selector("#curve-loss", "chart => chart.closest('.panel').getBoundingClientRect().bottom")
+        page.screenshot(path=str(screens / "readme.png"), full_page=True,
+                        clip={"x": 0, "y": 0, "width": 1040, "height": bottom + 12})
         assert problems == []
         assert foreign == []
 

@@ -36,7 +36,8 @@ from cnnlab.studio.inspect_view import NotEvaluated
 PAGE_POLICY = ("default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data: blob:; "
                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 EVENT_INTERVAL_S = 0.5
-HEARTBEAT_S = 15.0  # a comment line now and then, so proxies and browsers keep the stream open
+HEARTBEAT_S = 15.0
+JOB_RUNS_STREAMED = 5  # the curves of the runs of this many latest jobs go with every event  # a comment line now and then, so proxies and browsers keep the stream open
 
 
 class ConvolveRequest(BaseModel):
@@ -168,13 +169,18 @@ def _count(value: float | None):
 
 
 def event_snapshot(studio: Studio, run: str | None) -> dict:
-    snapshot = {"jobs": studio.jobs.snapshot(), "run": None}
-    if run is not None:
+    """The queue, the curves of the runs of its latest jobs (what a page is watching train),
+    and ?run='s curve when asked for."""
+    def detail(name: str) -> dict:
         try:
-            snapshot["run"] = run_views.run_detail(studio.folders, run)
+            return run_views.run_detail(studio.folders, name)
         except UserError as error:  # not trained yet (queued) or damaged: say so in the stream
-            snapshot["run"] = {"name": run, "error": str(error), "history": []}
-    return snapshot
+            return {"name": name, "error": str(error), "history": []}
+
+    jobs = studio.jobs.snapshot()
+    watched = list(dict.fromkeys(job["run"] for job in jobs))[:JOB_RUNS_STREAMED]
+    return {"jobs": jobs, "runs": {name: detail(name) for name in watched},
+            "run": detail(run) if run is not None else None}
 
 
 async def event_stream(studio: Studio, request: Request, run: str | None):

@@ -63,7 +63,7 @@ function table(headers, rows, numeric = []) {
 
 // ---- charts ----------------------------------------------------------------------------------
 
-function lineChart(series, {title, width = 520, height = 250, yLabel = ""}) {
+function lineChart(series, {title, width = 460, height = 250}) {
   const svg = svgElement("svg", {class: "chart", width, height, viewBox: `0 0 ${width} ${height}`});
   const left = 48, right = 12, top = 22, bottom = 30;
   const points = series.flatMap(line => line.points).filter(([, y]) => y !== null && Number.isFinite(y));
@@ -99,7 +99,7 @@ function lineChart(series, {title, width = 520, height = 250, yLabel = ""}) {
   const box = element("div");
   const legend = element("div", {class: "legend"});
   for (const line of series) {
-    const key = element("span", {}, line.name);
+    const key = element("span", line.dashed ? {class: "dashed"} : {}, line.name);
     key.style.setProperty("--swatch", line.colour);
     legend.append(key);
   }
@@ -119,9 +119,10 @@ function drawCurves(run) {
   $("curve-accuracy").replaceChildren(lineChart(curveSeries(history, "accuracy", "accuracy", COLOURS[3]), {title: "accuracy"}));
   // What the tests read: the epochs drawn now, and every count drawn so far (the curve growing).
   const chart = $("curve-loss");
+  const name = run ? run.name : "";
+  const seen = chart.dataset.run === name ? (chart.dataset.seen || "").split(",").filter(Boolean) : [];
   chart.dataset.points = String(history.length);
-  chart.dataset.run = run ? run.name : "";
-  const seen = (chart.dataset.seen || "").split(",").filter(Boolean);
+  chart.dataset.run = name;
   if (seen[seen.length - 1] !== String(history.length)) seen.push(String(history.length));
   chart.dataset.seen = seen.join(",");
 }
@@ -287,20 +288,27 @@ function showJobs(jobs) {
   $("curve-progress").textContent = watched ? jobProgress(watched).textContent : "";
 }
 
-function watchRun(name) {
-  state.run = name;
-  if (state.events) state.events.close();
-  const events = new EventSource("/api/events?run=" + encodeURIComponent(name));
-  state.events = events;
-  let finished = new Set();
+// One event stream for the page's lifetime: the queue and the curves of the runs it trains.
+// A run that is not training is read once when chosen; EventSource reconnects by itself.
+function listen() {
+  const events = new EventSource("/api/events");
+  let finished = null;
   events.onmessage = message => {
     const snapshot = JSON.parse(message.data);
     showJobs(snapshot.jobs);
-    if (snapshot.run) drawCurves(snapshot.run);
+    if (state.run && snapshot.runs[state.run]) drawCurves(snapshot.runs[state.run]);
     // A job that just ended changes the run list (epochs, evaluation): read it again.
-    const ended = snapshot.jobs.filter(job => !["queued", "running"].includes(job.status)).map(job => job.id);
-    if (ended.some(id => !finished.has(id))) { finished = new Set(ended); loadRuns(); }
+    const ended = snapshot.jobs.filter(job => !["queued", "running"].includes(job.status)).map(job => job.id).join(",");
+    if (finished !== null && ended !== finished) loadRuns().catch(error => notice(error.message));
+    finished = ended;
   };
+}
+
+async function watchRun(name) {
+  state.run = name;
+  const queued = !state.runs.some(run => run.name === name);
+  if (queued) { drawCurves({name, history: []}); return; }  // the stream draws it once it trains
+  try { drawCurves((await api(`/api/runs/${encodeURIComponent(name)}`)).body); } catch (error) { notice(error.message); }
 }
 
 async function loadRuns() {
@@ -546,9 +554,9 @@ async function start() {
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
   drop.addEventListener("drop", event => { event.preventDefault(); drop.classList.remove("over"); predictAll(Array.from(event.dataTransfer.files)); });
   await loadRuns();
-  const running = state.runs.find(run => !run.error);
-  watchRun(running ? running.name : "");
-  if (!running) drawCurves(null);
+  const latest = state.runs.find(run => !run.error);
+  if (latest) await watchRun(latest.name); else drawCurves(null);
+  listen();
   try { await loadData(); } catch (error) { $("data-summary").textContent = error.message; }
   document.body.dataset.ready = "yes";
 }
