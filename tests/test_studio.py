@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import time
 import urllib.parse
 
@@ -355,3 +356,31 @@ def test_the_report_is_served_as_a_page(studio, main_run):
     reply = studio.get("/api/runs/main/report", timeout=180)
     assert reply.status == 200 and reply.headers["content-type"].startswith("text/html")
     assert b"conv1" in reply.body and "img-src data:" in reply.headers["content-security-policy"]
+
+
+def test_a_worker_ends_when_its_studio_is_killed(tmp_path):
+    """A studio killed with kill -9 leaves no worker training on: the worker sees it is gone and
+    stops as Stop would, so a studio started again can resume the run."""
+    import signal
+    import subprocess
+    import sys
+
+    worker_code = ("import sys, time; from cnnlab.studio.worker import follow_the_studio; "
+                   "follow_the_studio(int(sys.argv[1]), every_seconds=0.1); time.sleep(60)")
+    studio_code = ("import os, subprocess, sys, time; "
+                   f"child = subprocess.Popen([sys.executable, '-c', {worker_code!r}, str(os.getpid())]); "
+                   "print(child.pid, flush=True); time.sleep(60)")
+    studio = subprocess.Popen([sys.executable, "-c", studio_code], stdout=subprocess.PIPE, text=True)
+    worker = int(studio.stdout.readline())
+    studio.send_signal(signal.SIGKILL)
+    studio.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(worker, signal.SIGKILL)
+        raise AssertionError("the worker outlived its studio by 20 s")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,7 @@ class Job:
         """The worker process, its output going to the job's log."""
         description = self.folder / f"job-{self.id}.json"
         description.write_text(json.dumps({"kind": self.kind, "settings": self.settings,
-                                           "progress": str(self.progress_path)}))
+                                           "progress": str(self.progress_path), "studio": os.getpid()}))
         with open(self.log_path, "ab") as log:
             return subprocess.Popen([sys.executable, "-m", "cnnlab.studio.worker", str(description)],
                                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

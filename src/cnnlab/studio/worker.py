@@ -55,6 +55,8 @@ def main(arguments: list[str]) -> None:
     """The worker process's entry point: the job file names the kind, settings and progress file;
     the process's output is the job's log. Exits 0 on success, 2 for a user error, 1 for a bug."""
     job = json.loads(Path(arguments[0]).read_text())
+    # The studio's pid as it wrote it: the worker may start after the studio is already gone.
+    follow_the_studio(int(job.get("studio") or os.getppid()))
     kind, settings, progress = job["kind"], job["settings"], Progress(job["progress"])
     progress.write()
     if settings.get("caches"):
@@ -75,6 +77,22 @@ def main(arguments: list[str]) -> None:
         traceback.print_exc()
         sys.stderr.flush()
         sys.exit(1)
+
+
+def follow_the_studio(studio: int, every_seconds: float = 1.0) -> None:
+    """End this worker as Stop would (SIGTERM) once the studio that started it is gone: killed or
+    crashed, it could no longer show, stop or queue this job, and a studio started again must be
+    able to resume the run (the run folder's lock would refuse it while this one trains). The
+    trainer commits whole epochs, so the run resumes from the last one."""
+    import signal
+    import threading
+
+    def watch():
+        while os.getppid() == studio:
+            time.sleep(every_seconds)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="follow-the-studio", daemon=True).start()
 
 
 def cache_folder(photos: str, width: int, height: int, fit: str, split: dict) -> Path:
