@@ -25,6 +25,7 @@ from cnnlab.cli import (
     report,
     reproduce,
     serve,
+    studio,
     train,
 )
 from cnnlab.cli.common import Parser
@@ -32,7 +33,7 @@ from cnnlab.errors import EXIT_INTERRUPTED, UserError
 from cnnlab.version import __version__
 
 # One module per stage, each adding its subcommands; this order is `cnnlab --help`'s.
-STAGES = (info, data, train, evaluate, reproduce, explain, report, compare, predict, export, serve, download)
+STAGES = (info, data, train, evaluate, reproduce, explain, report, compare, predict, export, serve, studio, download)
 # Commands that never run PyTorch start without the allocator's re-execution (a second
 # interpreter start-up): the allocator only matters where tensors are allocated. `info` keeps it, since it reports the allocator in use.
 NO_BACKEND_COMMANDS = frozenset({"models", "survey", "download", "compare"})
