@@ -18,6 +18,7 @@ from cnnlab.data.reader import open_cache
 from cnnlab.errors import UserError
 from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
 from cnnlab.models import count_parameters
+from cnnlab.models.activations import inference_batch_size
 from cnnlab.recipe.pixels import width_axis
 from cnnlab.runs import Run
 from cnnlab.training.batches import CacheBatches
@@ -45,13 +46,17 @@ def _predict_batches(model, batches, tta_flip: bool, outputs: list) -> None:
         outputs.append(probabilities)
 
 
-def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256,
+def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int | None = None,
                           tta_flip: bool = False) -> tuple[np.ndarray, float]:
     """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
+
+    batch_size: None = as many photos as keep the layer outputs within about 1 GiB
+    (cnnlab.models.activations; 256 at most).
 
     tta_flip: test-time augmentation, the mean of the probabilities for each image and its
     left-right mirror image (images/s then counts both passes' time).
     """
+    batch_size = batch_size or inference_batch_size(model)
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
     outputs = []
     started = time.perf_counter()

@@ -22,6 +22,7 @@ import numpy as np
 
 from cnnlab.backend import keras
 from cnnlab.errors import UserError
+from cnnlab.models.activations import inference_batch_size
 from cnnlab.progress import Progress
 
 # LogisticRegression's C (inverse regularisation), tried from strong to weak. On the shared photos'
@@ -46,10 +47,13 @@ def _features(extractor, batches, description: str, stream, live) -> tuple[np.nd
     """Features and integer labels of every batch, in inference mode, without a gradient graph."""
     features, labels = [], []
     progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False)
+    piece = inference_batch_size(extractor)  # a forward pass's memory bound (cnnlab.models.activations)
     with _no_gradient():
         for index in range(len(batches)):
             inputs, encoded = batches[index]
-            features.append(np.asarray(keras.ops.convert_to_numpy(extractor(inputs, training=False)), np.float64))
+            for start in range(0, len(inputs), piece):
+                outputs = extractor(inputs[start:start + piece], training=False)
+                features.append(np.asarray(keras.ops.convert_to_numpy(outputs), np.float64))
             labels.append(encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1))
             progress.update(len(encoded))
     progress.close()
