@@ -10,7 +10,10 @@ model.predict, HTTP latency), serve_load.py (the server's memory under bursts of
 uploads) and modern_recipe.py (one seed of resnet9 end to end: accuracy,
 time to 75/85/90% validation accuracy; the 3-seed figure is `modern_recipe.py` alone),
 distributed_scaling.py (one process vs two torchrun workers) and cold_start.py (wall time and
-peak memory of short commands and of `cnnlab predict` per engine, fresh processes). A
+peak memory of short commands and of `cnnlab predict` per engine, fresh processes) and
+pretrained.py (EfficientNet-Lite0's offline ImageNet weights: zero-shot, frozen features + linear
+head, one fine-tuning seed; the 3-seed figure is `pretrained.py` alone; needs the [pretrained]
+extra). A
 benchmark that fails is reported with its error and the others still run; the exit status is 1
 if any failed. Quick mode asserts nothing about times: its numbers mean nothing.
 """
@@ -34,6 +37,7 @@ SUITE = {
     "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),
     "distributed_scaling": (["distributed_scaling.py"], ["--quick"]),
     "cold_start": (["cold_start.py"], ["--quick"]),
+    "pretrained": (["pretrained.py", "--fine-tune-seeds", "1"], ["--quick"]),
 }
 
 

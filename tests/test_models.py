@@ -18,6 +18,10 @@ from cnnlab import models  # noqa: E402
 TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
 MODERN_MODELS = ["resnet9", "resnet9-tiny"]
 TRANSFER_MODELS = ["mobilenetv3-transfer"]  # family "modern" too; its own tests: test_transfer.py
+# Family "modern" too; their ImageNet weights and conversion: test_pretrained.py.
+EFFICIENTNET_MODELS = ["efficientnet-lite0-transfer", "efficientnet-lite0-linear"]
+FROZEN_BACKBONE_MODELS = ["efficientnet-lite0-linear"]  # only the head trains
+PARTLY_FROZEN_MODELS = ["efficientnet-lite0-transfer"]  # the last stage and the head train
 INPUT_SHAPE = (3, 125, 94)  # channels_first: 3 channels, 125 tall, 94 wide
 
 # Parameter counts worked out by hand from the tutorial's layers. A 3x3 'valid' convolution
@@ -81,6 +85,8 @@ def recipe_shape(name: str) -> tuple[int, int, int]:
     """The input shape a model is built with by default: its recipe's size."""
     if name in TRANSFER_MODELS:
         return (3, 128, 128)
+    if name in EFFICIENTNET_MODELS:
+        return (3, 160, 160)
     return INPUT_SHAPE if name in TUTORIAL_MODELS else MODERN_INPUT_SHAPE
 
 
@@ -91,10 +97,34 @@ EXPECTED_PARAMETERS["mobilenetv3-transfer"] = keras.applications.MobileNetV3Smal
 LAST_HIDDEN_UNITS["mobilenetv3-transfer"] = 576
 
 
+def efficientnet_lite0_parameters() -> int:
+    """EfficientNet-Lite0 without its ImageNet classifier, from the paper's stage table (Tan & Le
+    2019, Table 1; Lite: no squeeze-excitation, stem and head unscaled): (repeats, kernel, stride,
+    expansion, input width, output width). Convolutions have no bias; each batch norm holds 4 per
+    channel. The normalisation constants are not weights. The reference implementation's 4,652,008
+    trainable parameters are this minus the batch norms' moving statistics plus its 1,281,000-weight
+    ImageNet classifier (test_pretrained.py compares the two networks' outputs)."""
+    stages = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+              (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+    total = 3 * 3 * 3 * 32 + 4 * 32  # stem
+    for repeats, kernel, _, expansion, width_in, width_out in stages:
+        for repeat in range(repeats):
+            inner = (width_in if repeat == 0 else width_out) * expansion
+            if expansion != 1:
+                total += (width_in if repeat == 0 else width_out) * inner + 4 * inner  # expand 1x1
+            total += kernel * kernel * inner + 4 * inner + inner * width_out + 4 * width_out  # depthwise, project
+    return total + 320 * 1280 + 4 * 1280  # head convolution
+
+
+for _name in EFFICIENTNET_MODELS:
+    EXPECTED_PARAMETERS[_name] = efficientnet_lite0_parameters() + 1280 + 1
+    LAST_HIDDEN_UNITS[_name] = 1280
+
+
 def test_registry_lists_the_tutorial_models_in_order():
-    assert models.model_names() == TUTORIAL_MODELS + MODERN_MODELS + TRANSFER_MODELS
+    assert models.model_names() == TUTORIAL_MODELS + MODERN_MODELS + TRANSFER_MODELS + EFFICIENTNET_MODELS
     assert models.model_names("tutorial") == TUTORIAL_MODELS
-    assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS
+    assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS + EFFICIENTNET_MODELS
 
 
 @pytest.mark.parametrize("name", models.model_names())
@@ -127,6 +157,29 @@ def test_parameter_count_and_flops_match_the_hand_computed_values(name):
     assert models.forward_flops(model) == EXPECTED_FLOPS[name]
 
 
+@pytest.mark.parametrize("name", EFFICIENTNET_MODELS)
+def test_efficientnet_parameter_counts_and_what_trains(name):
+    model = models.build_model(name)
+    assert models.count_parameters(model) == EXPECTED_PARAMETERS[name] == 3_414_305
+    trainable = models.count_parameters(model, trainable_only=True)
+    if name in FROZEN_BACKBONE_MODELS:
+        assert trainable == 1280 + 1
+    else:
+        # The convolutions of blocks 11-15 (the last stage at 192 wide, expansion 6, kernel 5,
+        # then 192 -> 320 with kernel 3) and the head convolution, then the head; every batch
+        # norm stays frozen.
+        last_stage = (112 * 672 + 25 * 672 + 672 * 192) + 3 * (192 * 1152 + 25 * 1152 + 1152 * 192)
+        block15 = 192 * 1152 + 9 * 1152 + 1152 * 320
+        assert trainable == last_stage + block15 + 320 * 1280 + 1280 + 1
+        assert not any(layer.trainable for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    assert models.get_model_spec(name).init_weights == "imagenet-offline"
+    # Stochastic depth only where layers train: a frozen block must give what inference gives.
+    dropped = sorted(int(layer.name[5:].split("_")[0]) for layer in model.layers if layer.name.endswith("_drop"))
+    assert dropped == ([] if name in FROZEN_BACKBONE_MODELS else [12, 13, 14])
+    # Stock Keras layers only, so that a .keras file loads in plain Keras (test_pretrained.py).
+    assert all(type(layer).__module__.startswith("keras.") for layer in model.layers)
+
+
 def test_conv2_fc512_first_dense_layer_holds_over_40_million_parameters():
     model = models.build_model("conv2-fc512")
     assert model.get_layer("dense1").count_params() == 29 * 22 * 128 * 512 + 512 > 40_000_000
@@ -156,11 +209,23 @@ def test_one_training_step_with_the_recipe_changes_the_weights(name):
     before = [weight.copy() for weight in model.get_weights()]
     # Unit-scaled pixels: on raw 0-255 pixels the tutorial's MLP sigmoid saturates at once and
     # MSE has no gradient there (its "random guessing"); the raw-pixel case is tested below.
-    loss = model.train_on_batch(raw_pixels(4, shape=recipe_shape(name)) / 255.0,
-                                np.array([[0], [1], [0], [1]], dtype="float32"))
+    # A frozen backbone that is not pretrained here may give (near-)constant features, hence
+    # P = 0.5 for every photo, and a balanced batch would then give the bias no gradient at all.
+    frozen_layers = name in FROZEN_BACKBONE_MODELS + PARTLY_FROZEN_MODELS
+    labels = [[0], [1], [1], [1]] if frozen_layers else [[0], [1], [0], [1]]
+    loss = model.train_on_batch(raw_pixels(4, shape=recipe_shape(name)) / 255.0, np.array(labels, dtype="float32"))
     assert math.isfinite(float(loss))
     changed = [not np.array_equal(old, new) for old, new in zip(before, model.get_weights())]
-    assert all(changed), f"weights left unchanged: {changed}"
+    if not frozen_layers:
+        assert all(changed), f"weights left unchanged: {changed}"
+        return
+    # Frozen layers stay exactly as they were (their batch norms' statistics too); the rest learn.
+    frozen = {id(weight) for layer in model.layers if not layer.trainable for weight in layer.weights}
+    if name in FROZEN_BACKBONE_MODELS:
+        assert len(frozen) == len(model.weights) - 2  # all but the head's kernel and bias
+    assert 0 < len(frozen) < len(model.weights)
+    for weight, moved in zip(model.weights, changed):
+        assert moved == (id(weight) not in frozen), weight.path
 
 
 def test_conv1_learns_from_raw_pixels_although_its_sigmoid_starts_saturated():
@@ -244,7 +309,7 @@ def test_duplicate_registration_is_refused_and_registration_can_be_undone():
                              family="modern")
     models.register(extra)
     try:
-        assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS + ["test-extra"]
+        assert models.model_names("modern") == MODERN_MODELS + TRANSFER_MODELS + EFFICIENTNET_MODELS + ["test-extra"]
     finally:
         models.unregister("test-extra")
     assert "test-extra" not in models.model_names()

@@ -25,9 +25,13 @@ def command_models(arguments) -> int:
     print(f"{'name':14} {'family':9} {'parameters':>12} {'MFLOPs/img':>10}  recipe / description")
     for model in models:
         recipe = model["recipe"]
+        if recipe.get("head_fit") == "logistic":  # no optimizer, learning rate or epochs are used
+            fitted = f"logistic regression on frozen features, {recipe['input_width']}x{recipe['input_height']}"
+        else:
+            fitted = (f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
+                      f"{recipe['epochs']} epochs")
         print(f"{model['name']:14} {model['family']:9} {model['parameters']:>12,} {model['forward_flops'] / 1e6:>10.1f}  "
-              f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
-              f"{recipe['epochs']} epochs, pixels {recipe['pixel_scale']} - {model['description']}")
+              f"{fitted}, pixels {recipe['pixel_scale']} - {model['description']}")
     return 0
 
 

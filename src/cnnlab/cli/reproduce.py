@@ -9,7 +9,8 @@ from cnnlab.cli.common import DATA_ENVIRONMENT, data_argument
 
 
 def command_reproduce(arguments) -> int:
-    from cnnlab.experiments.reproduce import BASELINE_NAMES, MODERN_MODELS, TUTORIAL_MODELS, ReproduceConfig, reproduce
+    from cnnlab.experiments.reproduce import (BASELINE_NAMES, TUTORIAL_MODELS, ReproduceConfig, default_modern_models,
+                                            reproduce)
 
     def names(text, default):
         return tuple(part for part in text.split(",") if part) if text is not None else default
@@ -19,7 +20,7 @@ def command_reproduce(arguments) -> int:
         models=names(arguments.models, TUTORIAL_MODELS), baselines=names(arguments.baselines, BASELINE_NAMES),
         train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
         max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
-        modern=names(arguments.modern, MODERN_MODELS),
+        modern=names(arguments.modern, default_modern_models()),
     )
     reproduce(config)
     print((Path(arguments.out) / "results.md").read_text())
@@ -61,7 +62,8 @@ def register(commands) -> None:
     reproduce.add_argument("--quick", action="store_true", help="512 train / 128 val / 128 test photos per class, <= 3 epochs")
     reproduce.add_argument("--models", help="comma-separated subset of the tutorial models (default: all five)")
     reproduce.add_argument("--modern", help="comma-separated modern models trained beside them on the same photos "
-                           "(default: resnet9; '' for none; see `cnnlab models`)")
+                           "(default: resnet9, and efficientnet-lite0-linear where the [pretrained] extra is installed; '' for none; "
+                           "see `cnnlab models`)")
     reproduce.add_argument("--baselines", help="comma-separated baselines: majority,pixel-trees ('' for none)")
     reproduce.add_argument("--train", type=int, help="training photos per class (default 2048; quick 512)")
     reproduce.add_argument("--val", type=int, help="validation photos per class (default 512; quick 128)")

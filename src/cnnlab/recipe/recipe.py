@@ -23,6 +23,7 @@ PIXEL_SCALES = ("raw", "unit")
 FAMILIES = ("tutorial", "modern", "baseline")
 SCHEDULES = ("constant", "cosine", "linear")
 PRECISIONS = ("float32", "mixed_bfloat16", "auto")
+HEAD_FITS = ("gradient", "logistic")  # how the classifier is fitted (Recipe.head_fit)
 
 # The tutorial's input: PIL resize((94, 125)) gives 94 wide x 125 tall RGB images.
 TUTORIAL_INPUT_SHAPE = (3, 125, 94)
@@ -51,6 +52,10 @@ class Recipe:
     arithmetic, float32 weights and output layer); 'auto' = mixed_bfloat16 where the hardware
     runs bfloat16 fast (an NVIDIA GPU, or a CPU with AMX: 3.6x float32 matrix products here),
     else float32. The run folder records the precision used, and evaluation rebuilds with it.
+    head_fit: 'gradient' trains with the optimizer, epoch by epoch (every model); 'logistic' is
+    for a model whose only trainable layer is its output (a frozen backbone): its features are
+    computed once and scikit-learn's logistic regression fits the output layer in one step
+    (cnnlab.training.frozen_head; the optimizer, learning rate and epochs are then unused).
     """
 
     loss: str
@@ -70,6 +75,7 @@ class Recipe:
     ema: float = 0.0
     tta_flip: bool = False
     precision: str = "float32"
+    head_fit: str = "gradient"
 
     def __post_init__(self) -> None:
         # A dict (as written in a recipe or read back from config.json) becomes an Augment.
@@ -99,6 +105,8 @@ class Recipe:
             raise UserError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.head_fit not in HEAD_FITS:
+            raise UserError(f"unknown head_fit {self.head_fit!r}; choose one of {', '.join(HEAD_FITS)}")
         if not isinstance(self.tta_flip, bool):
             raise UserError(f"tta_flip must be True or False, got {self.tta_flip!r}")
 

@@ -28,13 +28,16 @@ class TrainConfig:
     optimizer: str | None = None
     pixel_scale: str | None = None
     precision: str | None = None
+    # 'gradient' or 'logistic' (a frozen backbone's head by logistic regression, Recipe.head_fit).
+    head_fit: str | None = None
     # Early stopping on validation loss; None = train every epoch (best weights still kept).
     patience: int | None = None
     seed: int = 0
     # Use only this many training / validation images (a seeded, class-mixed subset): --quick.
     train_limit: int | None = None
     val_limit: int | None = None
-    # Initial weights: 'imagenet' (a transfer model's backbone) or a weights file; None = random.
+    # Initial weights: 'imagenet' (a transfer model's backbone), 'imagenet-offline', 'none' or a
+    # weights file; None = the model's own (ModelSpec.init_weights; random for most models).
     init_weights: str | None = None
     # Photos per forward pass inside a batch (gradients summed: the same update, less memory).
     # None = automatic (cnnlab.training.train_step), 0 = whole batches.
@@ -61,7 +64,8 @@ class TrainConfig:
         base = get_model_spec(self.model).recipe
         overrides = {
             field: getattr(self, field)
-            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision")
+            for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision",
+                          "head_fit")
             if getattr(self, field) is not None
         }
         return dataclasses.replace(base, **overrides)

@@ -7,6 +7,7 @@ reported beside it and labelled as such.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,22 +18,24 @@ from cnnlab.data.reader import open_cache
 from cnnlab.errors import UserError
 from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
 from cnnlab.models import count_parameters
+from cnnlab.models.activations import inference_batch_size
 from cnnlab.recipe.pixels import width_axis
 from cnnlab.runs import Run
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.loggers import log_evaluation
 
 
-def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256,
-                          tta_flip: bool = False) -> tuple[np.ndarray, float]:
-    """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
+def _no_gradient():
+    """Inference only: PyTorch would otherwise record every operation of a batch for a backward
+    pass and hold all its activations (gigabytes for a batch of 256 through EfficientNet-Lite0)."""
+    if keras.backend.backend() == "torch":
+        import torch
 
-    tta_flip: test-time augmentation, the mean of the probabilities for each image and its
-    left-right mirror image (images/s then counts both passes' time).
-    """
-    batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
-    outputs = []
-    started = time.perf_counter()
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _predict_batches(model, batches, tta_flip: bool, outputs: list) -> None:
     for index in range(len(batches)):
         inputs, _ = batches[index]
         probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
@@ -41,6 +44,24 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
             mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
             probabilities = (probabilities + mirrored_probabilities) / 2
         outputs.append(probabilities)
+
+
+def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int | None = None,
+                          tta_flip: bool = False) -> tuple[np.ndarray, float]:
+    """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
+
+    batch_size: None = as many photos as keep the layer outputs within about 1 GiB
+    (cnnlab.models.activations; 256 at most).
+
+    tta_flip: test-time augmentation, the mean of the probabilities for each image and its
+    left-right mirror image (images/s then counts both passes' time).
+    """
+    batch_size = batch_size or inference_batch_size(model)
+    batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
+    outputs = []
+    started = time.perf_counter()
+    with _no_gradient():
+        _predict_batches(model, batches, tta_flip, outputs)
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(outputs).astype(np.float64)
     if probabilities.shape[1] == 1:

@@ -21,6 +21,7 @@ import functools
 import types
 
 from cnnlab.backend import keras
+from cnnlab.models.activations import activation_bytes_per_image
 from cnnlab.errors import UserError
 
 # Automatic micro-batches keep each chunk's layer outputs (float32) under this many bytes. On
@@ -65,22 +66,6 @@ def validation_batch_size(model, batch_size: int, budget: int = DEFAULT_MICRO_BA
     per_image = activation_bytes_per_image(model)
     largest = budget // per_image if per_image else batch_size
     return max(1, min(max(batch_size, 128), largest))
-
-
-def activation_bytes_per_image(model) -> int:
-    """Bytes of every layer's float32 output for one photo (what the backward pass keeps, roughly)."""
-    total = 0
-    for layer in model._flatten_layers(include_self=False):
-        try:
-            shape = layer.output.shape
-        except (AttributeError, ValueError):  # a layer used more than once, or a nested model
-            continue
-        if isinstance(shape, (list, tuple)) and all(isinstance(size, (int, type(None))) for size in shape):
-            elements = 1
-            for size in shape[1:]:
-                elements *= size or 1
-            total += 4 * elements
-    return total
 
 
 def _train_step(self, data, micro_batch_size: int | None, forward):

@@ -181,11 +181,13 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
         # skipped loading one (the optimizer is restored from its own checkpoint below).
         run.load_last_weights(model, state)
     initial = None
-    if state is None and config.init_weights and workers.is_main:
+    # --init-weights, else the weights the model is published with (ModelSpec.init_weights).
+    init_weights = config.init_weights or get_model_spec(config.model).init_weights
+    if state is None and init_weights and workers.is_main:
         # Before anything is written: weights that do not fit leave no half-made run folder.
         from cnnlab.models.transfer import apply_initial_weights
 
-        initial = apply_initial_weights(model, config.init_weights)
+        initial = apply_initial_weights(model, init_weights)
     train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
                                               epoch=0 if state is None else state["epochs_done"],
                                               validation_batch=validation_batch_size(model, recipe.batch_size))
@@ -210,17 +212,25 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
     train_step.install(model, micro_batch_size or None, forward)
     # After EpochCommit: a log mirrors committed epochs only (metrics.jsonl).
     logs = make_logs(run, config.log) if workers.is_main else []
+    one_step = recipe.head_fit == "logistic"
+    if one_step and workers.world_size > 1:
+        raise UserError("head_fit 'logistic' fits in one process; run it without torchrun")
     callbacks = [
         *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
         *([AverageStatistics(workers, len(train_batches))] if workers.on_torch else []),
         EpochCommit(run, state, optimizer, train_batches, config.patience, workers,
                     counts=(photos_per_epoch(train_batches), len(val_batches.rows))),
+        # One fit replaces every epoch with head_fit 'logistic': its own bars show the features' progress.
+        ProgressCallback(config.model, 1, len(train_batches), live=False, stream=stream) if one_step else
         ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
         *logs,
         *(callbacks or []),
     ]
     try:
-        if state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
+        if one_step and state["epochs_done"] == 0:
+            _fit_head_in_one_step(model, train_batches, val_batches, num_classes, config.seed, state, callbacks,
+                                  stream, show_progress)
+        elif not one_step and state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
             model.fit(train_batches, validation_data=val_batches, epochs=recipe.epochs,
                       initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0, shuffle=False)
         else:  # every epoch was committed before a cut: the logs still get what they miss
@@ -234,6 +244,26 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
     if workers.is_main:
         run.commit_state(state)
     return state
+
+
+def _fit_head_in_one_step(model, train_batches, val_batches, num_classes: int, seed: int, state: dict,
+                          callbacks: list, stream, show_progress: bool) -> None:
+    """head_fit 'logistic': the output layer fitted on features computed once
+    (cnnlab.training.frozen_head), then committed as the run's one epoch by the same callbacks
+    (EpochCommit writes the checkpoint, the best weights and metrics.jsonl; the logs mirror it)."""
+    from cnnlab.training.frozen_head import fit_logistic_head
+
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    callback_list.on_train_begin()
+    callback_list.on_epoch_begin(0)
+    started = time.perf_counter()
+    epoch_logs, strength = fit_logistic_head(model, train_batches, val_batches, num_classes, seed, stream=stream,
+                                             live=None if show_progress else False)
+    # Read by EpochCommit, which commits a copy of this state with the epoch.
+    state["head_fit"] = {"method": "logistic regression on frozen features", "regularisation_C": strength,
+                         "seconds": round(time.perf_counter() - started, 3)}
+    callback_list.on_epoch_end(0, epoch_logs)
+    callback_list.on_train_end()
 
 
 def _ema_callbacks(recipe, resumed: bool) -> list:

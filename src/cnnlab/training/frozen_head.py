@@ -1,0 +1,116 @@
+"""Fit the classifier of a frozen backbone in one pass: features once, then logistic regression.
+
+A model whose layers are all frozen but its output layer is a linear classifier on the
+backbone's features (efficientnet-lite0-linear: 1,280 ImageNet features). Gradient descent
+would run the whole backbone forward on every photo in every epoch to fit those few weights;
+here the backbone runs once per photo (training and validation), scikit-learn's logistic
+regression fits the head on the features, and its coefficients become the output layer's
+weights. sigmoid(w . x + b) (two classes) and softmax(W x + b) (more) are exactly what
+LogisticRegression.predict_proba computes, so the run folder's model predicts what the fitted
+regression predicts, and everything downstream (evaluate, predict, export, serve) is unchanged.
+
+The regularisation strength C is chosen on the validation photos among REGULARISATION_GRID;
+evaluation then scores the untouched test split. The fit is recorded as one epoch (its train
+and validation loss, mean squared error and accuracy), like any run's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cnnlab.backend import keras
+from cnnlab.errors import UserError
+from cnnlab.models.activations import inference_batch_size
+from cnnlab.progress import Progress
+
+# LogisticRegression's C (inverse regularisation), tried from strong to weak. On the shared photos'
+# 1,280 Lite0 features C = 1 won at 160 px (benchmarks/pretrained.py).
+REGULARISATION_GRID = (0.1, 1.0, 10.0)
+MAXIMUM_ITERATIONS = 3000  # lbfgs; the features are bounded (ReLU6 averages), it converges in far fewer
+OUTPUT_LAYER = "output"  # cnnlab.models.classification_head's name
+
+
+def feature_extractor(model):
+    """The model up to its output layer's input, refusing a model that trains anything else."""
+    head = model.get_layer(OUTPUT_LAYER)
+    others = [weight for layer in model.layers if layer is not head for weight in layer.trainable_weights]
+    if others:
+        count = sum(math.prod(weight.shape) for weight in others)
+        raise UserError(f"head_fit 'logistic' fits the output layer of a frozen backbone, but {model.name} trains "
+                        f"{count:,} weights outside it; use head_fit 'gradient' (or efficientnet-lite0-linear)")
+    return keras.Model(model.input, head.input), head
+
+
+def _features(extractor, batches, description: str, stream, live) -> tuple[np.ndarray, np.ndarray]:
+    """Features and integer labels of every batch, in inference mode, without a gradient graph."""
+    features, labels = [], []
+    progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False)
+    piece = inference_batch_size(extractor)  # a forward pass's memory bound (cnnlab.models.activations)
+    with _no_gradient():
+        for index in range(len(batches)):
+            inputs, encoded = batches[index]
+            for start in range(0, len(inputs), piece):
+                outputs = extractor(inputs[start:start + piece], training=False)
+                features.append(np.asarray(keras.ops.convert_to_numpy(outputs), np.float64))
+            labels.append(encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1))
+            progress.update(len(encoded))
+    progress.close()
+    return np.concatenate(features), np.concatenate(labels)
+
+
+def _no_gradient():
+    import contextlib
+
+    if keras.backend.backend() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
+def _scores(fitted, features: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
+    """Cross-entropy, mean squared error and accuracy, as the trainer's metrics name them."""
+    from sklearn.metrics import log_loss
+
+    probabilities = fitted.predict_proba(features)
+    classes = list(range(num_classes))
+    if num_classes == 2:
+        squared = (probabilities[:, 1] - labels) ** 2
+    else:
+        squared = ((probabilities - np.eye(num_classes)[labels]) ** 2).mean(axis=1)
+    return {"loss": float(log_loss(labels, probabilities, labels=classes)), "mse": float(squared.mean()),
+            "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels))}
+
+
+def fit_logistic_head(model, train_batches, val_batches, num_classes: int, seed: int, stream=None,
+                      live: bool | None = None) -> tuple[dict, float]:
+    """Fit model's output layer on its frozen features and set its weights. Returns the epoch's
+    logs (Keras' names: loss, mse, accuracy, val_...) and the C chosen on validation."""
+    from sklearn.linear_model import LogisticRegression
+
+    extractor, head = feature_extractor(model)
+    train_features, train_labels = _features(extractor, train_batches, "features (training)", stream, live)
+    val_features, val_labels = _features(extractor, val_batches, "features (validation)", stream, live)
+    missing = sorted(set(range(num_classes)) - set(train_labels.tolist()))
+    if missing:
+        raise UserError(f"the training photos hold no example of class(es) {missing}: a classifier cannot be fitted")
+    fitted_by_strength = {}
+    for strength in REGULARISATION_GRID:
+        fitted = LogisticRegression(C=strength, max_iter=MAXIMUM_ITERATIONS, random_state=seed)
+        fitted.fit(train_features, train_labels)
+        score = _scores(fitted, val_features, val_labels, num_classes) if len(val_labels) else None
+        fitted_by_strength[strength] = (fitted, score)
+    # The lowest validation loss (not accuracy: it ties often on a few hundred photos).
+    chosen = min(REGULARISATION_GRID, key=lambda strength: (fitted_by_strength[strength][1] or {"loss": 0})["loss"]) \
+        if len(val_labels) else 1.0
+    fitted, validation = fitted_by_strength[chosen]
+    kernel, bias = fitted.coef_.T, fitted.intercept_
+    if num_classes == 2:  # one sigmoid unit: P(class 1) = sigmoid(coef . x + intercept)
+        kernel, bias = kernel[:, :1], bias[:1]
+    head.set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
+    logs = _scores(fitted, train_features, train_labels, num_classes)
+    if validation is not None:
+        logs.update({f"val_{name}": value for name, value in validation.items()})
+    return logs, chosen
