@@ -21,7 +21,6 @@ This module imports no Keras itself.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -79,13 +78,9 @@ def resolve_threshold(run: Run | Path, classes: list[str], override: float | Non
 
 def _no_gradient():
     """Inference only: PyTorch would otherwise record every operation for a backward pass."""
-    from cnnlab.backend import keras
+    from cnnlab.backend import no_gradient
 
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
+    return no_gradient()
 
 
 class Classifier:

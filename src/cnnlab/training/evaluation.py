@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.backend import keras
+from cnnlab.backend import keras, no_gradient
 from cnnlab.data.reader import open_cache
 from cnnlab.errors import UserError
 from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
@@ -21,25 +21,37 @@ from cnnlab.recipe.pixels import width_axis
 from cnnlab.runs import Run
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.loggers import log_evaluation
+from cnnlab.training.train_step import DEFAULT_MICRO_BATCH_BYTES, activation_bytes_per_image
 
 
-def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int = 256,
+def evaluation_batch_size(model, largest: int = 256) -> int:
+    """Up to `largest` photos a batch, as many as keep the batch's layer outputs within the
+    training step's budget: a Keras functional model keeps every layer's output until the call
+    returns, so resnet9's 256-photo batches (3.9 MB of outputs a photo) held ~1 GB at once."""
+    per_image = activation_bytes_per_image(model)
+    return max(1, min(largest, DEFAULT_MICRO_BATCH_BYTES // per_image)) if per_image else largest
+
+
+def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int | None = None,
                           tta_flip: bool = False) -> tuple[np.ndarray, float]:
     """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
 
+    batch_size: default evaluation_batch_size(model).
     tta_flip: test-time augmentation, the mean of the probabilities for each image and its
     left-right mirror image (images/s then counts both passes' time).
     """
+    batch_size = batch_size or evaluation_batch_size(model)
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
     outputs = []
     started = time.perf_counter()
     for index in range(len(batches)):
         inputs, _ = batches[index]
-        probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
-        if tta_flip:
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
-            mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
-            probabilities = (probabilities + mirrored_probabilities) / 2
+        with no_gradient():  # else PyTorch keeps every layer's output of the batch for a backward pass
+            probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
+            if tta_flip:
+                mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
+                mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
+                probabilities = (probabilities + mirrored_probabilities) / 2
         outputs.append(probabilities)
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(outputs).astype(np.float64)
