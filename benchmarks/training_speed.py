@@ -1,10 +1,13 @@
-"""Training speed: cnnlab's `train` beside the tutorial's own code path, per model, plus the
-machine's matrix-multiply ceiling. Prints one JSON document on stdout; progress on stderr.
+"""Training speed: cnnlab's `train` beside the tutorial's own code path and a plain PyTorch loop,
+per model, plus the machine's matrix-multiply ceiling. Prints one JSON document on stdout;
+progress on stderr.
 
     .venv/bin/python benchmarks/training_speed.py            # every tutorial model + resnet9
     .venv/bin/python benchmarks/training_speed.py --quick    # smoke test, ~1 minute
+    .venv/bin/python benchmarks/training_speed.py --models conv2,resnet9 --paths cnnlab,raw \
+        --raw-variants foreach,fused,prefetch                # what could close the gap to raw PyTorch
 
-For each model, two fresh processes train two epochs on the same photos with the same model,
+For each model, fresh processes train two epochs on the same photos with the same model,
 recipe and batch size; the second (warm) epoch is timed:
 - `cnnlab`: cnnlab.training.trainer.train, as `cnnlab train` runs it: batches streamed from the
   memory-mapped uint8 cache, checkpoints every epoch, the tuned allocator (runtime.py), the
@@ -13,9 +16,16 @@ recipe and batch size; the second (warm) epoch is timed:
   1,024 validation photos, uint8 as `np.array(PIL image)` gives them; float32 for a model whose
   recipe scales pixels to 0-1), Keras' stock loss, `model.fit(x, y, batch_size)`, glibc's
   default allocator, float32. `--hold-timed-only` holds only the timed photos instead.
-Images/s counts training images (validation is limited to 64 photos in both). Achieved GFLOP/s
+- `raw`: the model's torch.nn twin (torch_twins.py) in a plain PyTorch loop (raw_torch_loop.py):
+  the same photos, batches, augmentation, micro-batches, loss, optimizer constants, schedule and
+  precision as the cnnlab row, the photos in RAM, no Keras; the tuned allocator, as cnnlab.
+  `--raw-variants` adds one raw row per variant (fused or foreach Adam, channels_last, batches
+  assembled in a background thread).
+bfloat16 is measured (ceiling, and resnet9's automatic precision) only on a CPU with AMX
+(`amx_bf16` in /proc/cpuinfo): elsewhere torch's bfloat16 matrix product is emulated, ~40x slower
+than float32. Images/s counts training images (validation is limited to 64 photos in both). Achieved GFLOP/s
 is the analytic forward FLOPs x 3 (forward + backward) x images/s; peak RSS is the process's
-VmHWM from /proc. Ratios are cnnlab / tutorial, from the same invocation.
+VmHWM from /proc. Ratios are cnnlab / tutorial and cnnlab / raw, from the same invocation.
 """
 
 from __future__ import annotations
@@ -35,11 +45,20 @@ sys.path.insert(0, str(REPOSITORY / "src"))
 from data_pipeline import vm_hwm_kb  # noqa: E402  (this script's folder is on sys.path)
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "datasets" / "dogs-vs-cats" / "train"
 MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512", "resnet9")
+PATHS = ("tutorial", "cnnlab", "raw")
 VALIDATION_IMAGES = 64
 
 
 def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((set(line.split(":", 1)[1].split()) for line in info if line.startswith("flags")), set())
+    except OSError:
+        return set()
 
 
 def matmul_ceiling(threads: int, dtype: str = "float32", size: int = 2048, repeats: int = 10) -> float:
@@ -146,13 +165,19 @@ def child_tutorial(model: str, cache: str, images: int, epochs: int) -> dict:
             "data_in_ram_mb": round((x_held.nbytes + x_val_held.nbytes + x_train.nbytes) / 1e6, 1)}
 
 
-def run_child(path: str, model: str, cache: str, images: int, epochs: int) -> dict:
+def child_raw(model: str, cache: str, images: int, epochs: int, micro_batch: str, precision: str, variant: str) -> dict:
+    from raw_torch_loop import Variant, train_raw
+
+    return train_raw(model, cache, images, epochs, int(micro_batch) or None, precision, Variant.parse(variant))
+
+
+def run_child(path: str, model: str, cache: str, images: int, epochs: int, *extra: str) -> dict:
     environment = dict(os.environ)
-    if path == "cnnlab":
+    if path in ("cnnlab", "raw"):
         from cnnlab.runtime import ALLOCATOR_ENVIRONMENT
 
         environment.update(ALLOCATOR_ENVIRONMENT)
-    command = [sys.executable, __file__, "--child", path, model, cache, str(images), str(epochs)]
+    command = [sys.executable, __file__, "--child", path, model, cache, str(images), str(epochs), *extra]
     result = subprocess.run(command, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{path} {model} failed: {result.stderr[-2000:]}")
@@ -179,8 +204,8 @@ def prepare_caches(data: str, work: Path, models: list[str], per_class: int) -> 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         path, model, cache, images, epochs = sys.argv[2:7]
-        function = child_cnnlab if path == "cnnlab" else child_tutorial
-        result = function(model, cache, int(images), int(epochs))
+        function = {"cnnlab": child_cnnlab, "tutorial": child_tutorial, "raw": child_raw}[path]
+        result = function(model, cache, int(images), int(epochs), *sys.argv[7:])
         print(json.dumps({**result, "peak_rss_mb": round((vm_hwm_kb() or 0) / 1024, 1)}))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -191,6 +216,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="conv1 and resnet9-tiny on 64 photos: a smoke test, numbers mean nothing")
     parser.add_argument("--hold-timed-only", action="store_true", help="the tutorial path holds only the timed photos "
                         "in RAM, not the tutorial's whole data set")
+    parser.add_argument("--paths", default=",".join(PATHS), help="comma-separated paths to time (default: all three)")
+    parser.add_argument("--raw-variants", default="", help="comma-separated extra raw rows: foreach, fused, "
+                        "channels-last, nchw, prefetch, or several joined by + (raw_torch_loop.Variant)")
     parser.add_argument("--train-per-class", type=int, help="training photos per class in the cache (default 2048, the "
                         "tutorial's; 64 with --quick)")
     arguments = parser.parse_args()
@@ -198,9 +226,17 @@ def main() -> None:
     images = arguments.images or (64 if arguments.quick else 1024)
     work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-speed-"))
     started = time.perf_counter()
+    paths = [path for path in arguments.paths.split(",") if path]
+    if "raw" in paths and "cnnlab" not in paths:
+        parser.error("--paths: raw follows the cnnlab row's micro-batches and precision; time cnnlab too")
+    variants = [variant for variant in arguments.raw_variants.split(",") if variant]
+    amx = "amx_bf16" in cpu_flags()
+    load_at_start = round(os.getloadavg()[0], 2)
     log("matrix-multiply ceiling")
     ceiling = {"float32_1_thread": matmul_ceiling(1), "float32_2_threads": matmul_ceiling(2),
-               "bfloat16_2_threads": matmul_ceiling(2, "bfloat16")}
+               # Without AMX torch's CPU bfloat16 matrix product is emulated (~1 GFLOP/s on an AVX2
+               # EPYC: the issue 18 note), and the ceiling alone would run for minutes.
+               "bfloat16_2_threads": matmul_ceiling(2, "bfloat16") if amx else None}
     per_class = arguments.train_per_class or (64 if arguments.quick else 2048)
     if arguments.hold_timed_only:
         os.environ["CNNLAB_BENCH_HOLD_TIMED_ONLY"] = "1"  # read by the tutorial child
@@ -209,7 +245,8 @@ def main() -> None:
 
     # Each model's row is saved as soon as it is measured: an invocation that is cut (the heavy
     # tutorial models take minutes each) continues with the models it had not reached.
-    saved = work / f"rows-{images}-images{'-timed-only' if arguments.hold_timed_only else '-hold-all'}-v2.json"
+    saved = work / (f"rows-{images}-images{'-timed-only' if arguments.hold_timed_only else '-hold-all'}"
+                    f"-{'-'.join(paths + variants)}-v3.json")
     rows = json.loads(saved.read_text()) if saved.exists() else {}
     for model in models:
         if model in rows:
@@ -218,21 +255,31 @@ def main() -> None:
         flops = forward_flops(build_model(model))
         row = {"forward_gflop_per_image": round(flops / 1e9, 4), "images_per_epoch": images,
                "tutorial_holds": "timed photos" if arguments.hold_timed_only else "whole data set"}
-        for path in ("tutorial", "cnnlab"):
+        for path in [path for path in PATHS if path in paths] + [f"raw {variant}" for variant in variants]:
             log(f"{model}: {path} path")
-            result = run_child(path, model, caches[model], images, 2)
+            if path.startswith("raw"):
+                cnnlab_row = row["cnnlab"]
+                extra = [str(cnnlab_row["micro_batch_size"] or 0), cnnlab_row["precision"], path[4:] or "default"]
+                result = run_child("raw", model, caches[model], images, 2, *extra)
+            else:
+                result = run_child(path, model, caches[model], images, 2)
             warm = result["epoch_seconds"][-1]
             speed = images / warm
             row[path] = {**result, "images_per_second": round(speed, 1),
                          "achieved_gflops": round(3 * flops * speed / 1e9, 1),
                          "share_of_float32_ceiling": round(3 * flops * speed / 1e9 / ceiling["float32_2_threads"], 3)}
-        row["speed_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["images_per_second"] / row["tutorial"]["images_per_second"], 2)
-        row["memory_ratio_cnnlab_over_tutorial"] = round(row["cnnlab"]["peak_rss_mb"] / row["tutorial"]["peak_rss_mb"], 2)
+        for other in [path for path in row if path in ("tutorial", "raw") or path.startswith("raw ")]:
+            name = other.replace(" ", "_").replace("+", "_")
+            row[f"speed_ratio_cnnlab_over_{name}"] = round(row["cnnlab"]["images_per_second"] / row[other]["images_per_second"], 2)
+            row[f"memory_ratio_cnnlab_over_{name}"] = round(row["cnnlab"]["peak_rss_mb"] / row[other]["peak_rss_mb"], 2)
         rows[model] = row
         saved.write_text(json.dumps(rows))
-        log(f"{model}: {row['speed_ratio_cnnlab_over_tutorial']}x speed, {row['memory_ratio_cnnlab_over_tutorial']}x memory")
+        log(f"{model}: " + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("speed_ratio")))
+    machine = {"cpu_count": os.cpu_count(), "cpu_has_amx_bf16": amx,
+               "load_average_1min_at_start": load_at_start, "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+               "bfloat16": "measured (AMX)" if amx else "not measured: no AMX, torch's bfloat16 is emulated here"}
     print(json.dumps({"benchmark": "training_speed", "quick": arguments.quick, "images_per_epoch": images,
-                      "matmul_gflops": ceiling, "models": {model: rows[model] for model in models}, "total_seconds": round(time.perf_counter() - started, 1)},
+                      "machine": machine, "matmul_gflops": ceiling, "models": {model: rows[model] for model in models}, "total_seconds": round(time.perf_counter() - started, 1)},
                      indent=1))
 
 

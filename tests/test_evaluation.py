@@ -188,3 +188,34 @@ def test_a_test_only_evaluation_keeps_the_validation_threshold_and_splits(traine
         full["splits"]["test"]["accuracy_at_validation_threshold"])
     stored = json.loads((trained / "evaluation.json").read_text())
     assert set(stored["splits"]) == {"val", "test"} and stored["validation_threshold"] is not None
+
+
+def test_evaluation_records_no_graph_for_a_backward_pass():
+    """Without torch.no_grad, every layer's output of a 256-photo batch stayed alive for a backward
+    pass that never comes: a resnet9 evaluation peaked at 3.3 GB (benchmarks/README.md, issue 18)."""
+    from cnnlab.backend import keras
+    from cnnlab.training.evaluation import predict_probabilities
+    from synthetic import stripes_cache
+
+    if keras.backend.backend() != "torch":
+        pytest.skip("only PyTorch records a graph outside a gradient tape")
+    import tempfile
+
+    import torch
+
+    with tempfile.TemporaryDirectory() as folder:
+        cache = open_cache(stripes_cache(Path(folder), per_class=6, size=16, val=4, test=4))
+        model = build_model("resnet9-tiny", (3, 16, 16), 2)
+        recorded = []
+        layer = model.get_layer("stem_conv")
+        original = layer.call
+
+        def recording(inputs, *arguments, **keywords):
+            outputs = original(inputs, *arguments, **keywords)
+            recorded.append((torch.is_grad_enabled(), outputs.requires_grad))
+            return outputs
+
+        layer.call = recording
+        probabilities, _ = predict_probabilities(model, cache, cache.indices("val"), "unit", tta_flip=True)
+    assert probabilities.shape == (len(cache.indices("val")),)
+    assert recorded and all(entry == (False, False) for entry in recorded)

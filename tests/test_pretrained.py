@@ -445,7 +445,7 @@ def test_reproduce_adds_the_pretrained_row_only_where_the_extra_is_installed(mon
     assert ReproduceConfig("photos", "out").modern == ("resnet9",)
 
 
-def test_inference_batches_keep_layer_outputs_within_a_gibibyte():
+def test_inference_batches_keep_layer_outputs_within_their_budget():
     """Keras keeps every layer output of a functional call alive: evaluate's fixed batch of 256
     photos held 22 GB through EfficientNet-Lite0 at 224 and was killed for memory."""
     from cnnlab.models.activations import INFERENCE_BYTES, activation_bytes_per_image, inference_batch_size
@@ -453,4 +453,4 @@ def test_inference_batches_keep_layer_outputs_within_a_gibibyte():
     lite0 = build_model("efficientnet-lite0-linear")
     photos = inference_batch_size(lite0)
     assert 1 <= photos <= 16 and photos * activation_bytes_per_image(lite0) <= INFERENCE_BYTES
-    assert inference_batch_size(build_model("conv2")) == 256  # the tutorial's models keep large batches
+    assert inference_batch_size(build_model("conv2")) >= 128  # the tutorial's models keep large batches

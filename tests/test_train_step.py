@@ -86,3 +86,29 @@ def test_automatic_micro_batches(name, batch, expected):
 def test_a_negative_micro_batch_is_refused(cache, tmp_path):
     with pytest.raises(ValueError, match="--micro-batch-size must be >= 0"):
         train(TrainConfig(model="conv1", cache=str(cache), out=str(tmp_path / "run"), micro_batch_size=-1, any_input_size=True))
+
+
+def test_training_feeds_channels_first_images_in_channels_last_memory(cache, tmp_path):
+    """Same values and shape, NHWC memory: oneDNN's fast convolutions (train_step's docstring)."""
+    import torch
+
+    layouts = []
+
+    class LayoutRecorder(Recorder):
+        def on_train_begin(self, logs=None):
+            layer = next(layer for layer in self.model.layers if not isinstance(layer, keras.layers.InputLayer))
+            original = layer.call
+
+            def recording(inputs, *arguments, **keywords):
+                if self.in_training_step:
+                    layouts.append((tuple(inputs.shape[1:]), inputs.is_contiguous(memory_format=torch.channels_last)))
+                return original(inputs, *arguments, **keywords)
+
+            layer.call = recording
+
+    config = TrainConfig(model="conv1", cache=str(cache), out=str(tmp_path / "run"), epochs=1, batch_size=16,
+                         any_input_size=True, pixel_scale="unit")
+    train(config, stream=io.StringIO(), show_progress=False, callbacks=[LayoutRecorder()])
+    if keras.config.image_data_format() != "channels_first":
+        pytest.skip("channels_last image format: nothing to re-lay out")
+    assert layouts and all(layout == ((3, 32, 32), True) for layout in layouts)

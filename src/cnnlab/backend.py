@@ -105,6 +105,21 @@ def channels_first() -> bool:
     return ensure_keras().config.image_data_format() == "channels_first"
 
 
+def no_gradient():
+    """A context for inference on the configured backend: on PyTorch, torch.no_grad(). Calling a
+    Keras model directly (not through predict) with trainable weights otherwise records the whole
+    forward pass for a backward pass that never comes, keeping every layer's output alive: a
+    resnet9 evaluation at 256 photos a batch peaked at 3.3 GB instead of ~1 GB (issue 18,
+    benchmarks/README.md)."""
+    import contextlib
+
+    if backend_name() == "torch":
+        import torch
+
+        return torch.no_grad()
+    return contextlib.nullcontext()
+
+
 def fast_bfloat16() -> bool:
     """True where bfloat16 arithmetic is much faster than float32 on Keras' PyTorch backend:
     an NVIDIA GPU with bfloat16 support, or a CPU with AMX tiles (oneDNN's bfloat16 matrix

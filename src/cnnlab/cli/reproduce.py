@@ -20,7 +20,7 @@ def command_reproduce(arguments) -> int:
         models=names(arguments.models, TUTORIAL_MODELS), baselines=names(arguments.baselines, BASELINE_NAMES),
         train_per_class=arguments.train, val_per_class=arguments.val, test_per_class=arguments.test,
         max_epochs=arguments.max_epochs, seed=arguments.seed, workers=arguments.workers,
-        modern=names(arguments.modern, default_modern_models()),
+        modern=names(arguments.modern, default_modern_models()), seeds=arguments.seeds,
     )
     reproduce(config)
     print((Path(arguments.out) / "results.md").read_text())
@@ -71,5 +71,9 @@ def register(commands) -> None:
     reproduce.add_argument("--epochs", dest="max_epochs", type=int, metavar="N", help="cap every recipe's epochs (quick: 3)")
     reproduce.add_argument("--max-epochs", dest="max_epochs", type=int, help=argparse.SUPPRESS)  # the old name
     reproduce.add_argument("--seed", type=int, default=0, help="seed for weights and batch order")
+    reproduce.add_argument("--seeds", type=int, default=1, metavar="N",
+                           help="train every model with seeds SEED..SEED+N-1 and add each metric's mean and spread, "
+                           "and whether the tutorial's figure is within seed noise, to results.md/json (N times "
+                           "the training time; runs of earlier seeds are reused)")
     reproduce.add_argument("--workers", type=int, default=0, help="decoding processes (default: one per core)")
     reproduce.set_defaults(handler=command_reproduce)

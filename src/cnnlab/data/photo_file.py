@@ -123,6 +123,27 @@ def open_photo(path: str | os.PathLike) -> BinaryIO:
     return os.fdopen(descriptor, "rb")
 
 
+def read_head(path: str | os.PathLike, count: int) -> tuple[bytes, int]:
+    """(the first `count` bytes, the file's size) of a photo file, after open_photo's checks.
+
+    One descriptor and one read, no file object: `survey` calls this for every photo of a folder
+    and needs only the header (benchmarks/cold_start.py)."""
+    photo_size(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError as error:
+        raise BadImage(_open_error_reason(error, path)) from None
+    try:
+        size = _check_status(os.fstat(descriptor))  # the file opened is the file checked
+        try:
+            return os.read(descriptor, count), size
+        except OSError as error:
+            raise BadImage(f"cannot read file ({error.strerror or error})") from None
+    finally:
+        os.close(descriptor)
+
+
 def _has_signature(prefix: bytes) -> bool:
     """Whether a format with a signature (JPEG, PNG, GIF, WebP, TIFF, BMP, ...) claims `prefix`.
 

@@ -1,10 +1,12 @@
 """`cnnlab survey`: what is in a folder of photos, read from file headers only.
 
-Pillow's `Image.open` parses the header and stops, so sizes, modes and formats of thousands
-of photos come back in a second or two without decoding a pixel. Files are opened through
-photo_file's checks (no FIFO, device or looping link is ever opened), and a JPEG too small for
-the size its header claims is reported as truncated; pixel data cut short further on is not
-detected here (that needs a decode), `prepare` finds it when it decodes.
+Each file's first bytes are read once (photo_file.read_head: no FIFO, device or looping link is
+ever opened). A plain JPEG's header is read from them by jpeg_header, without Pillow; any other
+file is opened by Pillow's `Image.open`, which parses the header and stops. Either way no pixel
+is decoded, and the 5,972 shared photos are surveyed in well under a second
+(benchmarks/cold_start.py). A JPEG too small for the size its header claims is reported as
+truncated; pixel data cut short further on is not detected here (that needs a decode),
+`prepare` finds it when it decodes.
 
 Paths in the report are printable (photo_file.printable_path): undecodable bytes of a file
 name appear as \\xNN, so the report prints and serialises whatever the names are.
@@ -14,11 +16,32 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from pathlib import Path
 
-from cnnlab.data.decode import BadImage, open_checked
+from cnnlab.data.jpeg_header import read_plain_jpeg
 from cnnlab.data.labels import find_labelled_files
-from cnnlab.data.photo_file import open_photo, photo_size, printable_path
+from cnnlab.data.photo_file import BadImage, open_photo, photo_size, printable_path, read_head
+from cnnlab.data.truncation import TRUNCATED
+
+# Enough for the header of any plain JPEG seen (the shared photos' end within 402 bytes, one with
+# an sRGB profile within 4 KB); a longer header is read by Pillow from the file.
+HEAD_BYTES = 16 * 1024
+# decode.MAX_PIXELS, repeated so that a survey of plain JPEGs never imports Pillow; a test checks.
+MAX_PIXELS = 40_000_000
+
+
+def header_facts(path: str) -> tuple[int, int, str, str | None]:
+    """(width, height, mode, format) of one photo from its header; BadImage or OSError if unusable."""
+    head, size = read_head(path, HEAD_BYTES)
+    header = read_plain_jpeg(head, MAX_PIXELS)
+    if header is not None:
+        # What decode.open_checked concludes for the same file: every plain frame is Huffman-coded.
+        if size < header.minimum_bytes():
+            raise BadImage(TRUNCATED)
+        return header.width, header.height, header.mode, "JPEG"
+    from cnnlab.data.decode import open_checked  # Pillow: only for files the fast path leaves
+
+    with open_photo(path) as handle, open_checked(handle) as image:
+        return *image.size, image.mode, image.format
 
 
 def survey(root: str | os.PathLike, layout: str = "auto", top: int = 10) -> dict:
@@ -31,23 +54,23 @@ def survey(root: str | os.PathLike, layout: str = "auto", top: int = 10) -> dict
     mismatched: list[dict] = []  # e.g. PNGs saved as .jpg: usable, but worth knowing
     readable_per_class: Counter = Counter()
     widths, heights, total_bytes = [], [], 0
+    root = os.fspath(found.root)
     for relative, label in zip(found.paths, found.labels):
-        path = Path(found.root) / relative
+        path = os.path.join(root, relative)
         try:
-            total_bytes += photo_size(path)  # type and size checked before anything is opened
-            with open_photo(path) as handle, open_checked(handle) as image:
-                width, height = image.size
-                shapes[(width, height)] += 1
-                modes[image.mode] += 1
-                formats[image.format or "unknown"] += 1
-                if image.format and path.suffix.lower() in (".jpg", ".jpeg") and image.format != "JPEG":
-                    mismatched.append({"path": printable_path(relative), "format": image.format})
+            total_bytes += photo_size(path)  # a regular file's bytes count, even when it is no photo
+            width, height, mode, image_format = header_facts(path)
         except BadImage as reason:
             unreadable.append({"path": printable_path(relative), "reason": str(reason)})
             continue
         except OSError as error:
             unreadable.append({"path": printable_path(relative), "reason": f"cannot read file ({error.strerror or error})"})
             continue
+        shapes[(width, height)] += 1
+        modes[mode] += 1
+        formats[image_format or "unknown"] += 1
+        if image_format and relative.lower().endswith((".jpg", ".jpeg")) and image_format != "JPEG":
+            mismatched.append({"path": printable_path(relative), "format": image_format})
         readable_per_class[label] += 1
         widths.append(width)
         heights.append(height)

@@ -86,8 +86,12 @@ def minimum_bytes(image: Image.Image) -> int:
     least one Huffman code (one bit or more) on its DC coefficient.
     """
     factors = [factor for layer in getattr(image, "layer", ()) for factor in layer[1:3]]
-    unit = 8 * max(factors + [1])
-    width, height = image.size
+    return minimum_bytes_for(*image.size, max(factors + [1]))
+
+
+def minimum_bytes_for(width: int, height: int, largest_sampling: int) -> int:
+    """minimum_bytes from the picture's size and its largest sampling factor (jpeg_header's path)."""
+    unit = 8 * largest_sampling
     return math.ceil(width / unit) * math.ceil(height / unit) // 8
 
 

@@ -20,6 +20,7 @@ from cnnlab.data.decode import DecodeOptions
 from cnnlab.data.splits import SplitOptions
 from cnnlab.data.survey import survey
 from cnnlab.errors import UserError
+from cnnlab.experiments.seeds import check_seeds, run_name, seed_spread, seeds_of, spread_markdown
 from cnnlab.progress import format_duration
 from cnnlab.runs import Run
 from cnnlab.runs.files import read_json, write_json
@@ -57,6 +58,9 @@ class ReproduceConfig:
     workers: int = 0
     modern: tuple[str, ...] = field(default_factory=default_modern_models)
     notes: list = field(default_factory=list)
+    # Each model trained with seeds seed .. seed + seeds - 1; results.md adds each metric's mean
+    # and spread (experiments/seeds.py). More seeds can be added to a finished reproduction.
+    seeds: int = 1
 
     def resolved(self) -> "ReproduceConfig":
         quick = self.quick
@@ -66,7 +70,7 @@ class ReproduceConfig:
             self.data, self.out, quick, tuple(self.models), tuple(self.baselines),
             pick(self.train_per_class, 2048, 512), pick(self.val_per_class, 512, 128),
             pick(self.test_per_class, 400, 128), pick(self.max_epochs, None, 3), self.seed, self.workers,
-            tuple(self.modern),
+            tuple(self.modern), seeds=check_seeds(self.seeds),
         )
 
 
@@ -89,8 +93,8 @@ def read_results(folder: str | Path) -> dict | None:
 
 def _comparable(settings: dict) -> dict:
     """The settings a rerun must share with the first run. The modern models have their own run
-    folders and caches: adding or dropping one never invalidates the tutorial's runs."""
-    return {key: value for key, value in settings.items() if key != "modern"}
+    folders and caches, and so has every seed: adding or dropping one never invalidates the others."""
+    return {key: value for key, value in settings.items() if key not in ("modern", "seeds")}
 
 
 def _log(message: str, stream) -> None:
@@ -162,24 +166,28 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
               for model in config.modern}
     work = {model: _work(model, epochs, train_images) for model, epochs in plan}
     done_work, measured_seconds = 0.0, 0.0
-    results = []
-    for index, (model, epochs) in enumerate(plan, start=1):
-        run = out / "runs" / model
+    results, per_seed = [], {}
+    seeds = seeds_of(config.seed, config.seeds)
+    jobs = [(model, epochs, seed) for model, epochs in plan for seed in seeds]
+    for index, (model, epochs, seed) in enumerate(jobs, start=1):
+        run = out / "runs" / run_name(model, seed, config.seed)
         state = Run(run).state
         _log(f"[3.{index}] train {model} ({epochs} epochs, recipe {get_model_spec(model).recipe.to_dict()['loss']}, "
-             f"lr {get_model_spec(model).recipe.learning_rate:g})"
+             f"lr {get_model_spec(model).recipe.learning_rate:g}{f', seed {seed}' if len(seeds) > 1 else ''})"
              + (" - resuming" if state and not state.get("finished") else " - done before, reused" if state else ""), stream)
         model_started = time.perf_counter()
-        train(TrainConfig(model, str(caches.get(model, out / "cache")), str(run), epochs=epochs, seed=config.seed),
+        train(TrainConfig(model, str(caches.get(model, out / "cache")), str(run), epochs=epochs, seed=seed),
               resume=state is not None, show_progress=show_progress, stream=stream)
         evaluation = evaluate_run(run)
         evaluation["family"] = get_model_spec(model).family
-        results.append(evaluation)
+        if seed == config.seed:
+            results.append(evaluation)  # the main table and the report show the first seed
+        per_seed.setdefault(model, []).append(evaluation)
         elapsed = time.perf_counter() - model_started
         if not (state and state.get("finished")):
             done_work += work[model]
             measured_seconds += elapsed
-        remaining = sum(work[m] for m, _ in plan[index:])
+        remaining = sum(work[job[0]] for job in jobs[index:])
         eta = remaining * measured_seconds / done_work if done_work else None
         _log(f"    {model}: val accuracy at 0.5 {evaluation['splits']['val'].get('accuracy_at_0.5', float('nan')):.3f}; "
              f"overall elapsed {format_duration(time.perf_counter() - started)}"
@@ -206,9 +214,13 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         "training_seconds": round(sum(row.get("training_seconds") or 0 for row in rows), 1),
         "published": PUBLISHED,
         "rows": rows,
+        "seeds": seeds,
     }
+    if len(seeds) > 1:
+        summary["seed_spread"] = seed_spread({model: table_rows(runs) for model, runs in per_seed.items()}, seeds)
     write_json(out / RESULTS, summary)
-    (out / "results.md").write_text(_markdown(summary, rows, reading(rows), config.quick))
+    (out / "results.md").write_text(_markdown(summary, rows, reading(rows), config.quick)
+                                    + ("\n" + spread_markdown(summary["seed_spread"]) if len(seeds) > 1 else ""))
     _write_report(out, [model for model, _ in plan], results, config.quick, stream)
     _log(f"done in {format_duration(summary['wall_seconds'])}: {out / 'results.md'}", stream)
     return summary

@@ -21,7 +21,6 @@ This module imports no Keras itself.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -79,13 +78,9 @@ def resolve_threshold(run: Run | Path, classes: list[str], override: float | Non
 
 def _no_gradient():
     """Inference only: PyTorch would otherwise record every operation for a backward pass."""
-    from cnnlab.backend import keras
+    from cnnlab.backend import no_gradient
 
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
+    return no_gradient()
 
 
 class Classifier:
@@ -152,7 +147,7 @@ class Classifier:
 
         from cnnlab.models.activations import inference_batch_size
 
-        # In pieces whose layer outputs fit about 1 GiB: a Keras functional model holds all of them.
+        # In pieces whose layer outputs fit INFERENCE_BYTES: a Keras functional model holds all of them.
         piece = inference_batch_size(self.model)
         with _no_gradient():
             return np.concatenate([np.asarray(keras.ops.convert_to_numpy(self.model(inputs[start:start + piece],

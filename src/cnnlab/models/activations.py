@@ -9,9 +9,11 @@ a 23 GB machine. Training (cnnlab.training.train_step) and inference size batche
 
 from __future__ import annotations
 
-# A forward pass's layer outputs stay within this: batches of the tutorial's models stay large
-# (conv2 298 photos, resnet9 255), EfficientNet-Lite0's get 11 (224) to 23 (160) photos.
-INFERENCE_BYTES = 1 << 30
+# A forward pass's layer outputs stay within this: conv2 gets 149 photos a batch, resnet9 127,
+# EfficientNet-Lite0 5 (224) to 11 (160). resnet9's evaluation peaked at 0.69 GB with 39-photo
+# batches against 1.9 GB at 256 (benchmarks/README.md); per photo, small batches cost about the
+# same on a CPU.
+INFERENCE_BYTES = 512 << 20
 LARGEST_INFERENCE_BATCH = 256
 
 

@@ -7,13 +7,12 @@ reported beside it and labelled as such.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
 import numpy as np
 
-from cnnlab.backend import keras
+from cnnlab.backend import keras, no_gradient
 from cnnlab.data.reader import open_cache
 from cnnlab.errors import UserError
 from cnnlab.metrics import choose_threshold, classification_report, to_jsonable
@@ -25,24 +24,15 @@ from cnnlab.training.batches import CacheBatches
 from cnnlab.training.loggers import log_evaluation
 
 
-def _no_gradient():
-    """Inference only: PyTorch would otherwise record every operation of a batch for a backward
-    pass and hold all its activations (gigabytes for a batch of 256 through EfficientNet-Lite0)."""
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
-
-
 def _predict_batches(model, batches, tta_flip: bool, outputs: list) -> None:
     for index in range(len(batches)):
         inputs, _ = batches[index]
-        probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
-        if tta_flip:
-            mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
-            mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
-            probabilities = (probabilities + mirrored_probabilities) / 2
+        with no_gradient():  # else PyTorch keeps every layer's output of the batch for a backward pass
+            probabilities = np.asarray(keras.ops.convert_to_numpy(model(inputs, training=False)))
+            if tta_flip:
+                mirrored = np.ascontiguousarray(np.flip(inputs, axis=width_axis()))
+                mirrored_probabilities = np.asarray(keras.ops.convert_to_numpy(model(mirrored, training=False)))
+                probabilities = (probabilities + mirrored_probabilities) / 2
         outputs.append(probabilities)
 
 
@@ -50,8 +40,8 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
                           tta_flip: bool = False) -> tuple[np.ndarray, float]:
     """P(class 1) per row for two classes, (n, N) probabilities otherwise; and images/s.
 
-    batch_size: None = as many photos as keep the layer outputs within about 1 GiB
-    (cnnlab.models.activations; 256 at most).
+    batch_size: None = as many photos as keep the batch's layer outputs within
+    cnnlab.models.activations.INFERENCE_BYTES (256 at most).
 
     tta_flip: test-time augmentation, the mean of the probabilities for each image and its
     left-right mirror image (images/s then counts both passes' time).
@@ -60,8 +50,7 @@ def predict_probabilities(model, cache, rows, pixel_scale: str, batch_size: int 
     batches = CacheBatches(cache.images, cache.labels, rows, len(cache.classes), batch_size, pixel_scale, shuffle=False)
     outputs = []
     started = time.perf_counter()
-    with _no_gradient():
-        _predict_batches(model, batches, tta_flip, outputs)
+    _predict_batches(model, batches, tta_flip, outputs)
     seconds = time.perf_counter() - started
     probabilities = np.concatenate(outputs).astype(np.float64)
     if probabilities.shape[1] == 1:

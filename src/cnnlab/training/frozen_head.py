@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from cnnlab.backend import keras
+from cnnlab.backend import keras, no_gradient
 from cnnlab.errors import UserError
 from cnnlab.models.activations import inference_batch_size
 from cnnlab.progress import Progress
@@ -48,7 +48,7 @@ def _features(extractor, batches, description: str, stream, live) -> tuple[np.nd
     features, labels = [], []
     progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False)
     piece = inference_batch_size(extractor)  # a forward pass's memory bound (cnnlab.models.activations)
-    with _no_gradient():
+    with no_gradient():
         for index in range(len(batches)):
             inputs, encoded = batches[index]
             for start in range(0, len(inputs), piece):
@@ -58,16 +58,6 @@ def _features(extractor, batches, description: str, stream, live) -> tuple[np.nd
             progress.update(len(encoded))
     progress.close()
     return np.concatenate(features), np.concatenate(labels)
-
-
-def _no_gradient():
-    import contextlib
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        return torch.no_grad()
-    return contextlib.nullcontext()
 
 
 def _scores(fitted, features: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
