@@ -22,7 +22,9 @@ from cnnlab.studio.config import StudioConfig
 require_browser()  # skips this module where Chromium or Playwright is absent
 
 PER_CLASS = 20
-EPOCHS = 3
+# Enough epochs that training outlasts several of the page's 0.5 s event intervals even on a quiet
+# machine (3 epochs once finished within one, and the page saw the curve at 0 and 3 points only).
+EPOCHS = 20
 TIMEOUT_MS = 240_000
 
 
@@ -64,7 +66,7 @@ def test_data_train_inspect_predict_export_in_a_browser(studio, shared_photos, t
         page.wait_for_function("() => document.querySelector('#data-split').textContent.includes('--val 8 --test 4')")
         page.screenshot(path=str(screens / "data.png"), full_page=True)
 
-        # Train: conv1 at 24x24 for 3 epochs; the curve must grow epoch by epoch, live.
+        # Train: conv1 at 24x24 for EPOCHS epochs; the curve must grow epoch by epoch, live.
         page.click("#tabs button[data-tab='train']")
         page.select_option("#train-model", "conv1")
         page.fill("#train-run", "browser")

@@ -46,7 +46,9 @@ def feature_extractor(model):
 def _features(extractor, batches, description: str, stream, live) -> tuple[np.ndarray, np.ndarray]:
     """Features and integer labels of every batch, in inference mode, without a gradient graph."""
     features, labels = [], []
-    progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False)
+    # Without progress (show_progress=False) the stream gets the epoch's line only, as for every model.
+    progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False) if live is not False \
+        else None
     piece = inference_batch_size(extractor)  # a forward pass's memory bound (cnnlab.models.activations)
     with no_gradient():
         for index in range(len(batches)):
@@ -55,8 +57,10 @@ def _features(extractor, batches, description: str, stream, live) -> tuple[np.nd
                 outputs = extractor(inputs[start:start + piece], training=False)
                 features.append(np.asarray(keras.ops.convert_to_numpy(outputs), np.float64))
             labels.append(encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1))
-            progress.update(len(encoded))
-    progress.close()
+            if progress is not None:
+                progress.update(len(encoded))
+    if progress is not None:
+        progress.close()
     return np.concatenate(features), np.concatenate(labels)
 
 
