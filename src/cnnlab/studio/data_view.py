@@ -77,6 +77,15 @@ def thumbnail(folders: Folders, relative: str, decoding) -> bytes:
     BudgetRefusal when the decode memory is full or the photo could never fit it."""
     from PIL import Image
 
+    pixels = decode_for_view(folders, relative, decoding, THUMBNAIL_SIZE)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=82)
+    return buffer.getvalue()
+
+
+def decode_for_view(folders: Folders, relative: str, decoding, longest_side: int) -> np.ndarray:
+    """A photo of --data (by its listed name) decoded to `longest_side`, within the decode
+    memory budget. UserError for an unreadable photo; BudgetRefusal when the budget is full."""
     from cnnlab.data.decode import BadImage, DecodeOptions, decode_image
     from cnnlab.data.photo_file import read_photo
     from cnnlab.errors import UserError
@@ -85,14 +94,11 @@ def thumbnail(folders: Folders, relative: str, decoding) -> bytes:
     path = folders.photo_path(relative)
     try:
         data = read_photo(path)
-        options = DecodeOptions(*view_size(data, THUMBNAIL_SIZE))
+        options = DecodeOptions(*view_size(data, longest_side))
         with reserved(decoding, data, options):
-            pixels = decode_image(data, options)
+            return decode_image(data, options)
     except (BadImage, OSError) as reason:
         raise UserError(f"{relative}: {reason}") from None
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="JPEG", quality=82)
-    return buffer.getvalue()
 
 
 class BudgetRefusal(Exception):

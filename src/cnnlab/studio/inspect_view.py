@@ -157,22 +157,12 @@ def tile(maps: np.ndarray, columns: int = 8, gap: int = 2) -> np.ndarray:
 def convolve(folders, decoding, relative: str, kernel) -> dict:
     """The photo in grey and its cross-correlation with `kernel` (as Keras' Conv2D computes it),
     shown as `cnnlab filters` shows it."""
-    from cnnlab.data.decode import BadImage, DecodeOptions, decode_image
-    from cnnlab.data.photo_file import read_photo
     from cnnlab.explain.convolution import correlate
     from cnnlab.explain.filters import display_pixels, greyscale, is_detector
-    from cnnlab.serve.views import view_size
-    from cnnlab.studio.data_view import reserved
+    from cnnlab.studio.data_view import decode_for_view
 
     matrix = kernel_matrix(kernel)
-    path = folders.photo_path(relative)
-    try:
-        data = read_photo(path)
-        options = DecodeOptions(*view_size(data, EXPLORER_SIZE))
-        with reserved(decoding, data, options):
-            photo = decode_image(data, options)
-    except (BadImage, OSError) as reason:
-        raise UserError(f"{relative}: {reason}") from None
+    photo = decode_for_view(folders, relative, decoding, EXPLORER_SIZE)
     grey = greyscale(photo)
     response = correlate(grey, matrix, 1, "same")
     return {"path": relative, "kernel": matrix.tolist(),
