@@ -107,8 +107,9 @@ def photo_size(path: str | os.PathLike) -> int:
         raise BadImage(_open_error_reason(error, path)) from None
 
 
-def open_photo(path: str | os.PathLike) -> BinaryIO:
-    """Open a photo file for reading, after the checks above; the caller closes it."""
+def _open_checked(path: str | os.PathLike) -> tuple[int, int]:
+    """(a read-only descriptor, the file's size) after the checks above, made on the path and
+    again on the file opened; the caller closes the descriptor."""
     photo_size(path)
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
@@ -116,10 +117,15 @@ def open_photo(path: str | os.PathLike) -> BinaryIO:
     except OSError as error:
         raise BadImage(_open_error_reason(error, path)) from None
     try:
-        _check_status(os.fstat(descriptor))  # the file opened is the file checked
+        return descriptor, _check_status(os.fstat(descriptor))  # the file opened is the file checked
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def open_photo(path: str | os.PathLike) -> BinaryIO:
+    """Open a photo file for reading, after the checks above; the caller closes it."""
+    descriptor, _ = _open_checked(path)
     return os.fdopen(descriptor, "rb")
 
 
@@ -128,18 +134,11 @@ def read_head(path: str | os.PathLike, count: int) -> tuple[bytes, int]:
 
     One descriptor and one read, no file object: `survey` calls this for every photo of a folder
     and needs only the header (benchmarks/cold_start.py)."""
-    photo_size(path)
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor, size = _open_checked(path)
     try:
-        descriptor = os.open(path, flags)
+        return os.read(descriptor, count), size
     except OSError as error:
-        raise BadImage(_open_error_reason(error, path)) from None
-    try:
-        size = _check_status(os.fstat(descriptor))  # the file opened is the file checked
-        try:
-            return os.read(descriptor, count), size
-        except OSError as error:
-            raise BadImage(f"cannot read file ({error.strerror or error})") from None
+        raise BadImage(f"cannot read file ({error.strerror or error})") from None
     finally:
         os.close(descriptor)
 
