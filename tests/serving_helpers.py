@@ -51,14 +51,18 @@ class ServerThread:
     def __init__(self, app, config):
         import uvicorn
 
-        from cnnlab.serve.server import uvicorn_config
-
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn_config(app, config, log_level="warning", port=self.port))
+        self.server = uvicorn.Server(self.uvicorn_config(app, config))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def uvicorn_config(self, app, config):
+        """The uvicorn settings `cnnlab serve` uses, on this thread's port (the studio overrides it)."""
+        from cnnlab.serve.server import uvicorn_config
+
+        return uvicorn_config(app, config, log_level="warning", port=self.port)
 
     def __enter__(self) -> "ServerThread":
         self.thread.start()

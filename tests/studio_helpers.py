@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import time
 from pathlib import Path
 
 from conftest import real_photos
-from serving_helpers import request
+from serving_helpers import ServerThread, request
 
 WRITE = {"X-Studio": "1"}
 
@@ -24,38 +23,17 @@ def tiny_photos(source: Path, destination: Path, per_class: int) -> Path:
     return destination
 
 
-class StudioServer:
-    """uvicorn serving `app` on a socket bound to 127.0.0.1 on a free port, in a daemon thread."""
+class StudioServer(ServerThread):
+    """uvicorn serving the studio's `app` on 127.0.0.1 on a free port, in a daemon thread."""
 
-    def __init__(self, app, config):
-        import uvicorn
-
+    def uvicorn_config(self, app, config):
         from cnnlab.studio.server import uvicorn_config
 
-        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.socket.bind(("127.0.0.1", 0))
-        self.port = self.socket.getsockname()[1]
-        self.server = uvicorn.Server(uvicorn_config(app, config, port=self.port, timeout_graceful_shutdown=1))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+        return uvicorn_config(app, config, port=self.port, timeout_graceful_shutdown=1)
 
     @property
     def address(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> "StudioServer":
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-        self.socket.close()
 
     # ---- requests ------------------------------------------------------------------------
 
