@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -21,6 +22,7 @@ def command_train(arguments) -> int:
         optimizer=arguments.optimizer, pixel_scale=arguments.pixels, patience=arguments.patience,
         seed=arguments.seed, train_limit=arguments.train_limit, val_limit=arguments.val_limit,
         init_weights=arguments.init_weights, precision=arguments.precision, head_fit=arguments.head_fit,
+        cache_frozen_layers=arguments.cache_frozen_layers,
         micro_batch_size=arguments.micro_batch_size, any_input_size=arguments.any_input_size,
         log=tuple(arguments.log or ()),
     )
@@ -99,8 +101,12 @@ def register(commands) -> None:
     train.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), help="optimizer (default: the recipe's)")
     train.add_argument("--head-fit", choices=("gradient", "logistic"),
                        help="how the classifier is fitted: 'gradient' (the optimizer, epoch by epoch) or 'logistic' "
-                       "(a frozen backbone's features computed once, then scikit-learn's logistic regression as "
-                       "the output layer; efficientnet-lite0-linear's default) (default: the recipe's)")
+                       "(scikit-learn's logistic regression on the features below it, computed once: all of "
+                       "efficientnet-lite0-linear's training; a fine-tuned model's start) (default: the recipe's)")
+    train.add_argument("--cache-frozen-layers", action=argparse.BooleanOptionalAction, default=None,
+                       help="run the frozen layers below the first trained one once per photo and train the layers "
+                       "above on their outputs (needs a recipe without augmentation; efficientnet-lite0-transfer's "
+                       "default) (default: the recipe's)")
     train.add_argument("--pixels", choices=("raw", "unit"), help="raw 0-255 (tutorial) or unit 0-1 pixels")
     train.add_argument("--patience", type=int, help="stop after this many epochs without a lower validation loss")
     train.add_argument("--seed", type=int, default=0, help="seeds Python, NumPy, the backend and the batch order")

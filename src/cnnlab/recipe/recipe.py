@@ -52,10 +52,17 @@ class Recipe:
     arithmetic, float32 weights and output layer); 'auto' = mixed_bfloat16 where the hardware
     runs bfloat16 fast (an NVIDIA GPU, or a CPU with AMX: 3.6x float32 matrix products here),
     else float32. The run folder records the precision used, and evaluation rebuilds with it.
-    head_fit: 'gradient' trains with the optimizer, epoch by epoch (every model); 'logistic' is
-    for a model whose only trainable layer is its output (a frozen backbone): its features are
-    computed once and scikit-learn's logistic regression fits the output layer in one step
-    (cnnlab.training.frozen_head; the optimizer, learning rate and epochs are then unused).
+    head_fit: 'gradient' trains with the optimizer, epoch by epoch (every model); 'logistic'
+    fits the output layer first by scikit-learn's logistic regression on the features below it,
+    computed once (cnnlab.training.frozen_head). A model whose only trainable layer is its output
+    (a frozen backbone) is then done in one step (the optimizer, learning rate and epochs are
+    unused); a model that trains more layers then trains them all with the optimizer for its
+    epochs, from that head ("linear probing, then fine-tuning": the fresh head's first large
+    gradients no longer disturb the pretrained features).
+    cache_frozen_layers: the frozen layers below the first trained one run once per photo and the
+    epochs train the layers above on their stored outputs (cnnlab.training.frozen_trunk): the same
+    gradients for the cost of the upper layers. Needs augment None (an augmented photo changes
+    those outputs every epoch).
     """
 
     loss: str
@@ -76,6 +83,7 @@ class Recipe:
     tta_flip: bool = False
     precision: str = "float32"
     head_fit: str = "gradient"
+    cache_frozen_layers: bool = False
 
     def __post_init__(self) -> None:
         # A dict (as written in a recipe or read back from config.json) becomes an Augment.
@@ -109,6 +117,11 @@ class Recipe:
             raise UserError(f"unknown head_fit {self.head_fit!r}; choose one of {', '.join(HEAD_FITS)}")
         if not isinstance(self.tta_flip, bool):
             raise UserError(f"tta_flip must be True or False, got {self.tta_flip!r}")
+        if not isinstance(self.cache_frozen_layers, bool):
+            raise UserError(f"cache_frozen_layers must be True or False, got {self.cache_frozen_layers!r}")
+        if self.cache_frozen_layers and self.augment is not None:
+            raise UserError("cache_frozen_layers needs augment None: an augmented photo changes the frozen layers' "
+                            "output every epoch")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -30,6 +30,8 @@ class TrainConfig:
     precision: str | None = None
     # 'gradient' or 'logistic' (a frozen backbone's head by logistic regression, Recipe.head_fit).
     head_fit: str | None = None
+    # Train the layers above a frozen trunk on its outputs, computed once (Recipe.cache_frozen_layers).
+    cache_frozen_layers: bool | None = None
     # Early stopping on validation loss; None = train every epoch (best weights still kept).
     patience: int | None = None
     seed: int = 0
@@ -65,7 +67,7 @@ class TrainConfig:
         overrides = {
             field: getattr(self, field)
             for field in ("epochs", "batch_size", "learning_rate", "loss", "optimizer", "pixel_scale", "precision",
-                          "head_fit")
+                          "head_fit", "cache_frozen_layers")
             if getattr(self, field) is not None
         }
         return dataclasses.replace(base, **overrides)

@@ -17,6 +17,7 @@ and validation loss, mean squared error and accuracy), like any run's.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -32,15 +33,23 @@ MAXIMUM_ITERATIONS = 3000  # lbfgs; the features are bounded (ReLU6 averages), i
 OUTPUT_LAYER = "output"  # cnnlab.models.classification_head's name
 
 
-def feature_extractor(model):
-    """The model up to its output layer's input, refusing a model that trains anything else."""
+def trains_only_head(model) -> bool:
+    """True when the output layer holds every trainable weight (a frozen backbone's head)."""
+    head = model.get_layer(OUTPUT_LAYER)
+    return not any(layer.trainable_weights for layer in model.layers if layer is not head)
+
+
+def feature_extractor(model, frozen: bool = True, inputs=None):
+    """The model up to its output layer's input (from `inputs`, a tensor of the model: default its
+    input). frozen: refuse a model that trains anything else (a fine-tuned model's head is probed on
+    the features its layers give before fine-tuning)."""
     head = model.get_layer(OUTPUT_LAYER)
     others = [weight for layer in model.layers if layer is not head for weight in layer.trainable_weights]
-    if others:
+    if others and frozen:
         count = sum(math.prod(weight.shape) for weight in others)
         raise UserError(f"head_fit 'logistic' fits the output layer of a frozen backbone, but {model.name} trains "
                         f"{count:,} weights outside it; use head_fit 'gradient' (or efficientnet-lite0-linear)")
-    return keras.Model(model.input, head.input), head
+    return keras.Model(model.input if inputs is None else inputs, head.input), head
 
 
 def _features(extractor, batches, description: str, stream, live) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +88,14 @@ def _scores(fitted, features: np.ndarray, labels: np.ndarray, num_classes: int) 
 
 
 def fit_logistic_head(model, train_batches, val_batches, num_classes: int, seed: int, stream=None,
-                      live: bool | None = None) -> tuple[dict, float]:
-    """Fit model's output layer on its frozen features and set its weights. Returns the epoch's
-    logs (Keras' names: loss, mse, accuracy, val_...) and the C chosen on validation."""
+                      live: bool | None = None, frozen: bool = True, inputs=None) -> tuple[dict, float]:
+    """Fit model's output layer on the features below it and set its weights. Returns the fit's
+    logs (Keras' names: loss, mse, accuracy, val_...) and the C chosen on validation. frozen:
+    the model must train nothing but its head (False: the head of a model about to be fine-tuned).
+    inputs: the model's tensor that the batches feed (default: its input)."""
     from sklearn.linear_model import LogisticRegression
 
-    extractor, head = feature_extractor(model)
+    extractor, head = feature_extractor(model, frozen, inputs)
     train_features, train_labels = _features(extractor, train_batches, "features (training)", stream, live)
     val_features, val_labels = _features(extractor, val_batches, "features (validation)", stream, live)
     missing = sorted(set(range(num_classes)) - set(train_labels.tolist()))
@@ -108,3 +119,34 @@ def fit_logistic_head(model, train_batches, val_batches, num_classes: int, seed:
     if validation is not None:
         logs.update({f"val_{name}": value for name, value in validation.items()})
     return logs, chosen
+
+
+def probe_head(model, train_batches, val_batches, num_classes: int, seed: int, state: dict, stream, live,
+               inputs=None) -> None:
+    """head_fit 'logistic' before fine-tuning: the output layer starts as the logistic regression
+    fitted on the features the model gives before its first epoch (linear probing, then
+    fine-tuning). Recorded in the state that the first epoch commits."""
+    started = time.perf_counter()
+    logs, strength = fit_logistic_head(model, train_batches, val_batches, num_classes, seed, stream=stream, live=live,
+                                       frozen=False, inputs=inputs)
+    state["head_fit"] = {"method": "logistic regression on the features before fine-tuning", "regularisation_C": strength,
+                         "seconds": round(time.perf_counter() - started, 3),
+                         **{name: round(value, 6) for name, value in logs.items()}}
+
+
+def fit_head_as_one_epoch(model, train_batches, val_batches, num_classes: int, seed: int, state: dict,
+                          callbacks: list, stream, live) -> None:
+    """head_fit 'logistic' on a frozen backbone: the output layer fitted on features computed once,
+    then committed as the run's one epoch by the same callbacks
+    (EpochCommit writes the checkpoint, the best weights and metrics.jsonl; the logs mirror it)."""
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    callback_list.on_train_begin()
+    callback_list.on_epoch_begin(0)
+    started = time.perf_counter()
+    epoch_logs, strength = fit_logistic_head(model, train_batches, val_batches, num_classes, seed, stream=stream,
+                                             live=live)
+    # Read by EpochCommit, which commits a copy of this state with the epoch.
+    state["head_fit"] = {"method": "logistic regression on frozen features", "regularisation_C": strength,
+                         "seconds": round(time.perf_counter() - started, 3)}
+    callback_list.on_epoch_end(0, epoch_logs)
+    callback_list.on_train_end()

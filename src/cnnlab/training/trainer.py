@@ -18,6 +18,7 @@ from cnnlab.runs.files import checkpoint_names
 from cnnlab.training import distributed, train_step
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.from_photos import check_cache_fits
+from cnnlab.training.frozen_head import fit_head_as_one_epoch, probe_head, trains_only_head
 from cnnlab.training.resume import continued_config
 from cnnlab.training.loggers import check_available, make_logs
 from cnnlab.training.progress_callback import ProgressCallback
@@ -43,8 +44,12 @@ class EpochCommit(keras.callbacks.Callback):
     stop together), and rank 0 alone writes."""
 
     def __init__(self, run: Run, state: dict, optimizer, train_batches: CacheBatches, patience: int | None,
-                 workers: distributed.Workers = distributed.SINGLE, counts: tuple[int, int] = (1, 1)):
+                 workers: distributed.Workers = distributed.SINGLE, counts: tuple[int, int] = (1, 1),
+                 saved_model=None):
         super().__init__()
+        # What is checkpointed: the whole model, also when fit trains only the layers above a
+        # frozen trunk (cnnlab.training.frozen_trunk), whose variables it shares.
+        self.saved_model = saved_model
         self.workers = workers
         self.counts = counts
         self.run = run
@@ -71,7 +76,7 @@ class EpochCommit(keras.callbacks.Callback):
         entry["learning_rate"] = float(keras.ops.convert_to_numpy(self.optimizer_.learning_rate))
         state = dict(self.state)
         if self.workers.is_main:
-            self.run.save_checkpoint(self.model, self.optimizer_, epoch + 1)
+            self.run.save_checkpoint(self.saved_model or self.model, self.optimizer_, epoch + 1)
         state["last_weights"], state["last_optimizer"] = checkpoint_names(epoch + 1)
         val_loss = entry.get("val_loss", entry.get("train_loss"))
         # The first epoch is always "best" so that the best weights exist; after that only a
@@ -205,37 +210,53 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
     else:
         optimizer.build(model.trainable_variables)
     distributed.broadcast_variables(optimizer.variables, workers)
-    # DistributedDataParallel copies rank 0's (loaded or initial) weights to every worker here.
-    forward = distributed.wrap(model, workers) if workers.on_torch else None
-    micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
-        automatic_micro_batch_size(model, train_batches.batch_size // workers.world_size)
-    train_step.install(model, micro_batch_size or None, forward)
+    head_only = recipe.head_fit == "logistic" and trains_only_head(model)
+    if (recipe.head_fit == "logistic" or recipe.cache_frozen_layers) and workers.world_size > 1:
+        raise UserError("head_fit 'logistic' and cache_frozen_layers train in one process; run them without torchrun")
+    remaining = state["epochs_done"] < (1 if head_only else recipe.epochs) and not state.get("stopped_early")
+    live = None if show_progress else False
     # After EpochCommit: a log mirrors committed epochs only (metrics.jsonl).
     logs = make_logs(run, config.log) if workers.is_main else []
-    one_step = recipe.head_fit == "logistic"
-    if one_step and workers.world_size > 1:
-        raise UserError("head_fit 'logistic' fits in one process; run it without torchrun")
-    callbacks = [
-        *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
-        *([AverageStatistics(workers, len(train_batches))] if workers.on_torch else []),
-        EpochCommit(run, state, optimizer, train_batches, config.patience, workers,
-                    counts=(photos_per_epoch(train_batches), len(val_batches.rows))),
-        # One fit replaces every epoch with head_fit 'logistic': its own bars show the features' progress.
-        ProgressCallback(config.model, 1, len(train_batches), live=False, stream=stream) if one_step else
-        ProgressCallback(config.model, recipe.epochs, len(train_batches), live=None if show_progress else False, stream=stream),
-        *logs,
-        *(callbacks or []),
-    ]
     try:
-        if one_step and state["epochs_done"] == 0:
-            _fit_head_in_one_step(model, train_batches, val_batches, num_classes, config.seed, state, callbacks,
-                                  stream, show_progress)
-        elif not one_step and state["epochs_done"] < recipe.epochs and not state.get("stopped_early"):
-            model.fit(train_batches, validation_data=val_batches, epochs=recipe.epochs,
-                      initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0, shuffle=False)
-        else:  # every epoch was committed before a cut: the logs still get what they miss
-            for log in logs:
-                log.finish_training()
+        with contextlib.ExitStack() as trunk_cache:
+            # `fitted` is what model.fit trains: the whole model, or (cache_frozen_layers) the layers
+            # above the frozen trunk on its stored outputs; they share the whole model's variables.
+            fitted, fit_train, fit_val, features_from = model, train_batches, val_batches, None
+            if remaining and recipe.cache_frozen_layers and not head_only:
+                from cnnlab.training.frozen_trunk import trunk_outputs
+
+                fitted, fit_train, fit_val, features_from = trunk_cache.enter_context(
+                    trunk_outputs(model, train_batches, val_batches, num_classes, stream, live))
+                fitted.compile(optimizer=optimizer, loss=recipe.make_loss(num_classes), metrics=metric_names(num_classes))
+            # DistributedDataParallel copies rank 0's (loaded or initial) weights to every worker here.
+            forward = distributed.wrap(model, workers) if workers.on_torch else None
+            micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
+                automatic_micro_batch_size(fitted, train_batches.batch_size // workers.world_size)
+            train_step.install(fitted, micro_batch_size or None, forward)
+            callbacks = [
+                *_ema_callbacks(recipe, resumed=state["epochs_done"] > 0),
+                *([AverageStatistics(workers, len(train_batches))] if workers.on_torch else []),
+                EpochCommit(run, state, optimizer, fit_train, config.patience, workers,
+                            counts=(photos_per_epoch(train_batches), len(val_batches.rows)), saved_model=model),
+                # One fit replaces every epoch of a frozen backbone's logistic head: its own bars show the
+                # features' progress.
+                ProgressCallback(config.model, 1, len(train_batches), live=False, stream=stream) if head_only else
+                ProgressCallback(config.model, recipe.epochs, len(train_batches), live=live, stream=stream),
+                *logs,
+                *(callbacks or []),
+            ]
+            if not remaining:  # every epoch was committed before a cut: the logs still get what they miss
+                for log in logs:
+                    log.finish_training()
+            elif head_only:
+                fit_head_as_one_epoch(model, train_batches, val_batches, num_classes, config.seed, state, callbacks,
+                                      stream, live)
+            else:
+                if recipe.head_fit == "logistic" and state["epochs_done"] == 0:
+                    probe_head(model, fit_train, fit_val, num_classes, config.seed, state, stream, live,
+                               inputs=features_from)
+                fitted.fit(fit_train, validation_data=fit_val, epochs=recipe.epochs,
+                           initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0, shuffle=False)
     finally:
         for log in logs:  # also when training fails: what the logs hold is flushed
             log.close()
@@ -244,26 +265,6 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
     if workers.is_main:
         run.commit_state(state)
     return state
-
-
-def _fit_head_in_one_step(model, train_batches, val_batches, num_classes: int, seed: int, state: dict,
-                          callbacks: list, stream, show_progress: bool) -> None:
-    """head_fit 'logistic': the output layer fitted on features computed once
-    (cnnlab.training.frozen_head), then committed as the run's one epoch by the same callbacks
-    (EpochCommit writes the checkpoint, the best weights and metrics.jsonl; the logs mirror it)."""
-    from cnnlab.training.frozen_head import fit_logistic_head
-
-    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
-    callback_list.on_train_begin()
-    callback_list.on_epoch_begin(0)
-    started = time.perf_counter()
-    epoch_logs, strength = fit_logistic_head(model, train_batches, val_batches, num_classes, seed, stream=stream,
-                                             live=None if show_progress else False)
-    # Read by EpochCommit, which commits a copy of this state with the epoch.
-    state["head_fit"] = {"method": "logistic regression on frozen features", "regularisation_C": strength,
-                         "seconds": round(time.perf_counter() - started, 3)}
-    callback_list.on_epoch_end(0, epoch_logs)
-    callback_list.on_train_end()
 
 
 def _ema_callbacks(recipe, resumed: bool) -> list:
