@@ -19,8 +19,8 @@ TUTORIAL_MODELS = ["mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512"]
 MODERN_MODELS = ["resnet9", "resnet9-tiny"]
 TRANSFER_MODELS = ["mobilenetv3-transfer"]  # family "modern" too; its own tests: test_transfer.py
 # Family "modern" too; their ImageNet weights and conversion: test_pretrained.py.
-EFFICIENTNET_MODELS = ["efficientnet-lite0-transfer", "efficientnet-lite0-linear"]
-FROZEN_BACKBONE_MODELS = ["efficientnet-lite0-linear"]  # only the head trains
+EFFICIENTNET_MODELS = ["efficientnet-lite0-transfer", "efficientnet-lite0-linear", "efficientnet-lite0-linear-128"]
+FROZEN_BACKBONE_MODELS = ["efficientnet-lite0-linear", "efficientnet-lite0-linear-128"]  # only the head trains
 PARTLY_FROZEN_MODELS = ["efficientnet-lite0-transfer"]  # the last stage and the head train
 INPUT_SHAPE = (3, 125, 94)  # channels_first: 3 channels, 125 tall, 94 wide
 
@@ -84,6 +84,8 @@ def raw_pixels(count: int, seed: int = 0, shape=INPUT_SHAPE) -> np.ndarray:
 def recipe_shape(name: str) -> tuple[int, int, int]:
     """The input shape a model is built with by default: its recipe's size."""
     if name in TRANSFER_MODELS:
+        return (3, 128, 128)
+    if name == "efficientnet-lite0-linear-128":
         return (3, 128, 128)
     if name in EFFICIENTNET_MODELS:
         return (3, 224, 224)  # the weights' resolution (fine-tuning affords it on stored trunk outputs)

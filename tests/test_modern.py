@@ -24,7 +24,8 @@ EPOCHS, BATCH = 5, 8
 
 def test_modern_models_are_registered_small_and_size_agnostic():
     assert models.model_names("modern") == ["resnet9", "resnet9-tiny", "mobilenetv3-transfer",
-                                            "efficientnet-lite0-transfer", "efficientnet-lite0-linear"]
+                                            "efficientnet-lite0-transfer", "efficientnet-lite0-linear",
+                                            "efficientnet-lite0-linear-128"]
     for name in ("resnet9", "resnet9-tiny"):  # the transfer model: tests/test_transfer.py
         spec = models.get_model_spec(name)
         model = models.build_model(name)

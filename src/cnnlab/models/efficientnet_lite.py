@@ -251,6 +251,10 @@ def _frozen(layer_name: str, trainable_from: int | None) -> bool:
 # the budget only on stored trunk outputs (cache_frozen_layers), which rules out augmentation.
 TRANSFER_SIDE = 224
 LINEAR_SIDE = 224
+# The quick frozen-features model: `cnnlab prepare` (5,596 photos) + `cnnlab train`, which
+# evaluates, end to end on 2 quiet cores: 128 px 96.4% test in 99 s; 144 px 97.5% in 118 s;
+# 160 px 97.9% in 151 s; 224 px 99.2% in about 5 minutes.
+QUICK_LINEAR_SIDE = 128
 # efficientnet-lite0-transfer fine-tunes the convolutions of the last stage (blocks 11-14 at
 # 1/32 of the input side, block 15) and the head: 2.66 M of the 3.37 M weights. At 224 x 224 on
 # 2 threads (/tmp script of issue 16, 4,096 photos): the frozen blocks 0-10 take 40 ms a photo
@@ -285,14 +289,14 @@ def transfer_recipe() -> Recipe:
         head_fit="logistic", cache_frozen_layers=True)
 
 
-def linear_recipe() -> Recipe:
+def linear_recipe(side: int = LINEAR_SIDE) -> Recipe:
     """Fit only the head on the frozen backbone: a logistic regression on 1,280 ImageNet features,
     computed once per photo (head_fit 'logistic', cnnlab.training.frozen_head), C chosen on the
     validation photos. The optimizer settings below are what `--head-fit gradient` would use
     instead (a large learning rate fits a linear head in a few epochs)."""
     return Recipe(
         loss="bce", optimizer="adam", learning_rate=3e-3, batch_size=64, epochs=1, pixel_scale="unit",
-        input_width=LINEAR_SIDE, input_height=LINEAR_SIDE, fit="crop", weight_decay=0.0, label_smoothing=0.0,
+        input_width=side, input_height=side, fit="crop", weight_decay=0.0, label_smoothing=0.0,
         augment=None, warmup_epochs=0.0, schedule="cosine", tta_flip=False, precision="float32",
         head_fit="logistic")
 
@@ -319,4 +323,14 @@ register(ModelSpec(
     family="modern",
     init_weights=OFFLINE_WEIGHTS,
     parameters=3_414_305, forward_flops=767_817_664,
+))
+register(ModelSpec(
+    name="efficientnet-lite0-linear-128",
+    description="efficientnet-lite0-linear at 128x128, for a first answer in under two minutes on 2 CPU cores "
+    "(96% on Dogs vs. Cats; 224x224 reaches 99% in about five).",
+    build=_builder("efficientnet-lite0-linear-128", trainable_from=None),
+    recipe=linear_recipe(QUICK_LINEAR_SIDE),
+    family="modern",
+    init_weights=OFFLINE_WEIGHTS,
+    parameters=3_414_305, forward_flops=250_717_696,
 ))

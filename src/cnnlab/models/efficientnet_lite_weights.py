@@ -152,7 +152,7 @@ def load_imagenet_weights(model: keras.Model, state: dict[str, np.ndarray] | Non
     if missing:
         raise UserError(f"{model.name} is not an EfficientNet-Lite0 model ({len(missing)} of its layers are missing, "
                         f"e.g. {missing[0]}); models with offline ImageNet weights: efficientnet-lite0-transfer, "
-                        "efficientnet-lite0-linear")
+                        "efficientnet-lite0-linear, efficientnet-lite0-linear-128")
     for name, weights in converted.items():
         expected = [tuple(weight.shape) for weight in layers[name].weights]
         if expected != [weight.shape for weight in weights]:

@@ -30,6 +30,7 @@ from cnnlab.errors import UserError
 from cnnlab.models.activations import inference_batch_size
 from cnnlab.progress import Progress
 from cnnlab.training.batches import CacheBatches, encode_labels
+from cnnlab.training.train_step import validation_batch_size
 
 # Layers whose training-mode output is random: in a frozen trunk they would make the cached
 # outputs differ from what the usual loop computes (Keras' Dropout drops while training even
@@ -128,7 +129,8 @@ def trunk_outputs(model, train_batches: CacheBatches, val_batches: CacheBatches,
         val_outputs, val_labels = _trunk_outputs(trunk, val_batches, Path(folder), "validation", stream, live)
         train = OutputBatches(train_outputs, train_labels, num_classes, train_batches.batch_size, shuffle=True,
                               seed=train_batches.seed, epoch=train_batches.epoch)
-        val = OutputBatches(val_outputs, val_labels, num_classes, val_batches.batch_size, shuffle=False)
+        val = OutputBatches(val_outputs, val_labels, num_classes, validation_batch_size(top, train_batches.batch_size),
+                            shuffle=False)
         try:
             yield top, train, val, trunk.output
         finally:

@@ -193,9 +193,15 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
         from cnnlab.models.transfer import apply_initial_weights
 
         initial = apply_initial_weights(model, init_weights)
+    validation_batch = validation_batch_size(model, recipe.batch_size)
+    if recipe.head_fit == "logistic" or recipe.cache_frozen_layers:
+        # Those photos go through the frozen layers in inference pieces (bounded by
+        # cnnlab.models.activations), not as one training-sized batch: Lite0 at 224 got 1-photo
+        # batches from the training budget, at half the speed per photo.
+        validation_batch = max(validation_batch, recipe.batch_size)
     train_batches, val_batches = data.batches(train_rows, val_rows, recipe, config.seed,
                                               epoch=0 if state is None else state["epochs_done"],
-                                              validation_batch=validation_batch_size(model, recipe.batch_size))
+                                              validation_batch=validation_batch)
     with distributed.scope(workers):
         optimizer = _compile(model, recipe, num_classes, len(train_batches))
     distributed.prepare_model(model, workers)
