@@ -227,6 +227,7 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
         with contextlib.ExitStack() as trunk_cache:
             # `fitted` is what model.fit trains: the whole model, or (cache_frozen_layers) the layers
             # above the frozen trunk on its stored outputs; they share the whole model's variables.
+            setup_started = time.perf_counter()
             fitted, fit_train, fit_val, features_from = model, train_batches, val_batches, None
             if remaining and recipe.cache_frozen_layers and not head_only:
                 from cnnlab.training.frozen_trunk import trunk_outputs
@@ -261,13 +262,16 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
                 if recipe.head_fit == "logistic" and state["epochs_done"] == 0:
                     probe_head(model, fit_train, fit_val, num_classes, config.seed, state, stream, live,
                                inputs=features_from)
+                if features_from is not None or "head_fit" in state:
+                    # The frozen layers' outputs and the linear probe, before the first epoch (again after a resume).
+                    state["setup_seconds"] = round(state.get("setup_seconds", 0.0) + time.perf_counter() - setup_started, 3)
                 fitted.fit(fit_train, validation_data=fit_val, epochs=recipe.epochs,
                            initial_epoch=state["epochs_done"], callbacks=callbacks, verbose=0, shuffle=False)
     finally:
         for log in logs:  # also when training fails: what the logs hold is flushed
             log.close()
     state["finished"] = True
-    state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]), 2)
+    state["training_seconds"] = round(sum(entry["seconds"] for entry in state["history"]) + state.get("setup_seconds", 0.0), 2)
     if workers.is_main:
         run.commit_state(state)
     return state
