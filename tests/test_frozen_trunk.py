@@ -53,6 +53,10 @@ def test_trained_on_stored_trunk_outputs_the_weights_are_the_usual_loops(tiny_ca
     cached = tmp_path / "cached"
     state, printed = quiet_train(_config(tiny_cache, cached, cache_frozen_layers=True))
     assert state["epochs_done"] == 2 and len(state["history"]) == 2
+    # The trunk's pass is training time too, before the first epoch.
+    assert state["setup_seconds"] > 0
+    assert state["training_seconds"] == pytest.approx(sum(entry["seconds"] for entry in state["history"])
+                                                      + state["setup_seconds"], abs=0.01)
     start = build_model(MODEL, Run.open(looped).config["input_shape"], 2)
     from cnnlab.models.efficientnet_lite_weights import load_imagenet_weights
 
@@ -149,3 +153,13 @@ def test_the_trunk_ends_below_the_first_fine_tuned_block():
     assert trunk.output is model.get_layer(f"block{FINE_TUNED_FROM_BLOCK}_expand_conv").input
     assert not trunk.trainable_weights
     assert [weight.path for weight in top.trainable_weights] == [weight.path for weight in model.trainable_weights]
+
+
+def test_the_models_list_tells_a_probe_and_fine_tune_from_a_frozen_head(capsys):
+    from cnnlab.cli import run
+
+    assert run(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "logistic-regression head, then bce, adamw lr 0.0001, batch 32, 3 epochs" in lines[MODEL]
+    assert "logistic regression on frozen features, 128x128" in lines["efficientnet-lite0-linear-128"]
+    assert "then" not in lines["efficientnet-lite0-linear"].split(" - ")[0]

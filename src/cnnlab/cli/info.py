@@ -25,11 +25,15 @@ def command_models(arguments) -> int:
     print(f"{'name':14} {'family':9} {'parameters':>12} {'MFLOPs/img':>10}  recipe / description")
     for model in models:
         recipe = model["recipe"]
-        if recipe.get("head_fit") == "logistic":  # no optimizer, learning rate or epochs are used
+        gradient = (f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
+                    f"{recipe['epochs']} epochs")
+        if recipe.get("head_fit") == "logistic" and not recipe.get("cache_frozen_layers"):
+            # A frozen backbone's head: no optimizer, learning rate or epochs are used.
             fitted = f"logistic regression on frozen features, {recipe['input_width']}x{recipe['input_height']}"
+        elif recipe.get("head_fit") == "logistic":  # the registered fine-tuned models: probe, then fine-tune
+            fitted = f"logistic-regression head, then {gradient} above the frozen layers"
         else:
-            fitted = (f"{recipe['loss']}, {recipe['optimizer']} lr {recipe['learning_rate']:g}, batch {recipe['batch_size']}, "
-                      f"{recipe['epochs']} epochs")
+            fitted = gradient
         print(f"{model['name']:14} {model['family']:9} {model['parameters']:>12,} {model['forward_flops'] / 1e6:>10.1f}  "
               f"{fitted}, pixels {recipe['pixel_scale']} - {model['description']}")
     return 0

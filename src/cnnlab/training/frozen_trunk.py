@@ -5,8 +5,8 @@ When a model fine-tunes only its upper layers, and its lower layers are frozen i
 epoch feeds each photo through the same fixed function up to the first trained layer. Running
 that trunk once per photo and training the layers above on its stored outputs computes the very
 same forward pass, loss and gradients as the usual loop, at the cost of the upper layers alone:
-efficientnet-lite0-transfer at 224 x 224 spends about 40 ms a photo in its trunk (blocks 0-10)
-and 20 ms in a training step of blocks 11-15 and the head, so the trunk's share of every epoch
+efficientnet-lite0-transfer at 224 x 224 spends about 30 ms a photo in its trunk (blocks 0-10)
+and about 10 ms in a training step of blocks 11-15 and the head, so the trunk's share of every epoch
 after the first is saved.
 
 Recipe.cache_frozen_layers turns it on. The trainer fits `top` (the layers above the cut, which
