@@ -27,6 +27,7 @@ from cnnlab.studio.config import StudioConfig
 PER_CLASS = 20
 TRAIN = {"model": "conv1", "epochs": 2, "batch_size": 4, "width": 24, "height": 24, "val": 8, "test": 4}
 JOB_TIMEOUT_S = 240
+LONG_EPOCHS = 30
 
 
 def folder_digest(folder) -> dict:
@@ -193,7 +194,9 @@ def test_a_training_job_completes_and_its_curve_is_served(studio, main_run):
 
 
 def test_the_queue_runs_one_job_at_a_time_and_a_stopped_run_resumes(studio, main_run):
-    long = studio.post("/api/train", {**TRAIN, "run": "stopped", "epochs": 4}).json()
+    # Enough epochs that the stop always lands before the last one (4 once all finished first on
+    # a quiet machine); the resumed job then trains the rest.
+    long = studio.post("/api/train", {**TRAIN, "run": "stopped", "epochs": LONG_EPOCHS}).json()
     evaluation = studio.post("/api/runs/main/evaluate").json()
     assert studio.post("/api/runs/main/evaluate").status == 400  # one job per run at a time
     seen = []
@@ -212,13 +215,13 @@ def test_the_queue_runs_one_job_at_a_time_and_a_stopped_run_resumes(studio, main
     assert wait_for_job(studio, evaluation["id"])["status"] == "done"
     run = Run.open(studio.runs / "stopped")
     done = len(run.history)
-    assert 1 <= done < 4
+    assert 1 <= done < LONG_EPOCHS
     listed = next(row for row in studio.get("/api/runs").json()["runs"] if row["name"] == "stopped")
     assert not listed["complete"] and listed["epochs_done"] == done
 
     resumed = studio.post("/api/runs/stopped/resume", {}).json()
     assert resumed["resume"] and wait_for_job(studio, resumed["id"])["status"] == "done"
-    assert [entry["epoch"] for entry in Run.open(studio.runs / "stopped").history] == [1, 2, 3, 4]
+    assert [entry["epoch"] for entry in Run.open(studio.runs / "stopped").history] == list(range(1, LONG_EPOCHS + 1))
     assert studio.get("/api/runs/stopped").json()["complete"]
 
 
