@@ -52,24 +52,34 @@ def feature_extractor(model, frozen: bool = True, inputs=None):
     return keras.Model(model.input if inputs is None else inputs, head.input), head
 
 
-def _features(extractor, batches, description: str, stream, live) -> tuple[np.ndarray, np.ndarray]:
-    """Features and integer labels of every batch, in inference mode, without a gradient graph."""
-    features, labels = [], []
-    # Without progress (show_progress=False) the stream gets the epoch's line only, as for every model.
+def forward_in_pieces(model, batches, description: str, stream=None, live: bool | None = None):
+    """Yields each batch's model outputs (NumPy, in inference mode, without a gradient graph, run in
+    pieces whose layer outputs fit cnnlab.models.activations' budget) and its encoded labels, with a
+    progress bar over the batches' rows (none when live is False: the stream then gets the epoch's
+    line only, as for every model)."""
     progress = Progress(len(batches.rows), description, stream=stream, live=live, leave=False) if live is not False \
         else None
-    piece = inference_batch_size(extractor)  # a forward pass's memory bound (cnnlab.models.activations)
-    with no_gradient():
+    piece = inference_batch_size(model)
+    try:
         for index in range(len(batches)):
             inputs, encoded = batches[index]
-            for start in range(0, len(inputs), piece):
-                outputs = extractor(inputs[start:start + piece], training=False)
-                features.append(np.asarray(keras.ops.convert_to_numpy(outputs), np.float64))
-            labels.append(encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1))
+            with no_gradient():
+                outputs = [keras.ops.convert_to_numpy(model(inputs[start:start + piece], training=False))
+                           for start in range(0, len(inputs), piece)]
+            yield np.concatenate(outputs), encoded
             if progress is not None:
                 progress.update(len(encoded))
-    if progress is not None:
-        progress.close()
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def _features(extractor, batches, description: str, stream, live) -> tuple[np.ndarray, np.ndarray]:
+    """Features and integer labels of every batch."""
+    features, labels = [], []
+    for outputs, encoded in forward_in_pieces(extractor, batches, description, stream, live):
+        features.append(np.asarray(outputs, np.float64))
+        labels.append(encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1))
     return np.concatenate(features), np.concatenate(labels)
 
 

@@ -25,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.backend import keras, no_gradient
+from cnnlab.backend import keras
 from cnnlab.errors import UserError
-from cnnlab.models.activations import inference_batch_size
-from cnnlab.progress import Progress
 from cnnlab.training.batches import CacheBatches, encode_labels
+from cnnlab.training.frozen_head import forward_in_pieces
 from cnnlab.training.train_step import validation_batch_size
 
 # Layers whose training-mode output is random: in a frozen trunk they would make the cached
@@ -79,21 +78,10 @@ def _trunk_outputs(trunk, batches: CacheBatches, folder: Path, name: str, stream
     labels = np.asarray(batches.labels)[batches.rows]
     in_order = CacheBatches(batches.images, batches.labels, batches.rows, batches.num_classes, batches.batch_size,
                             batches.pixel_scale, shuffle=False)
-    progress = Progress(len(batches.rows), f"frozen layers ({name})", stream=stream, live=live, leave=False) \
-        if live is not False else None
-    piece = inference_batch_size(trunk)
     done = 0
-    with no_gradient():
-        for index in range(len(in_order)):
-            inputs, _ = in_order[index]
-            for start in range(0, len(inputs), piece):
-                part = keras.ops.convert_to_numpy(trunk(inputs[start:start + piece], training=False))
-                outputs[done:done + len(part)] = part
-                done += len(part)
-            if progress is not None:
-                progress.update(len(inputs))
-    if progress is not None:
-        progress.close()
+    for part, _ in forward_in_pieces(trunk, in_order, f"frozen layers ({name})", stream, live):
+        outputs[done:done + len(part)] = part
+        done += len(part)
     outputs.flush()
     return outputs, labels
 

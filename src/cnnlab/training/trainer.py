@@ -31,8 +31,8 @@ def metric_names(num_classes: int) -> list:
     return [keras.metrics.MeanSquaredError(name="mse"), keras.metrics.get(accuracy)]
 
 
-def _compile(model, recipe, num_classes: int, steps_per_epoch: int | None = None):
-    optimizer = recipe.make_optimizer(steps_per_epoch)
+def _compile(model, recipe, num_classes: int, steps_per_epoch: int | None = None, optimizer=None):
+    optimizer = optimizer or recipe.make_optimizer(steps_per_epoch)
     model.compile(optimizer=optimizer, loss=recipe.make_loss(num_classes), metrics=metric_names(num_classes))
     return optimizer
 
@@ -234,7 +234,7 @@ def _train(run: Run, config: TrainConfig, resume: bool, workers, show_progress: 
 
                 fitted, fit_train, fit_val, features_from = trunk_cache.enter_context(
                     trunk_outputs(model, train_batches, val_batches, num_classes, stream, live))
-                fitted.compile(optimizer=optimizer, loss=recipe.make_loss(num_classes), metrics=metric_names(num_classes))
+                _compile(fitted, recipe, num_classes, optimizer=optimizer)  # the same optimizer: its state is the run's
             # DistributedDataParallel copies rank 0's (loaded or initial) weights to every worker here.
             forward = distributed.wrap(model, workers) if workers.on_torch else None
             micro_batch_size = config.micro_batch_size if config.micro_batch_size is not None else \
