@@ -1,5 +1,6 @@
-"""The training engine: a self-describing run folder, resume after kill -9, best weights and
-early stopping, seeding, streamed batches, progress lines, and every registered model training.
+"""The training engine: a self-describing run folder, resume after kill -9, seeding, streamed
+batches, progress lines, and every registered model training (best weights and early stopping:
+tests/test_best_weights.py).
 
 Everything runs on one tiny cache (24 real photos at 16x12: train 8, val 8, test 8) so the
 whole file stays well within a minute on two cores.
@@ -25,10 +26,10 @@ from cnnlab import cli
 from cnnlab.models import model_names
 from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, REEXEC_MARKER
 from cnnlab.runs import TrainConfig
-from training_helpers import load_trained_model
 from cnnlab.training.batches import CacheBatches
 from cnnlab.training.trainer import EpochCommit, train
-from training_helpers import EPOCHS, HEIGHT, WIDTH, make_config, quiet_train
+from training_helpers import (EPOCHS, HEIGHT, WIDTH, losses, make_config, model_weights, quiet_train, read_metrics,
+                              same_weights)
 
 METRIC_KEYS = {"epoch", "seconds", "train_loss", "train_mse", "train_accuracy", "val_loss", "val_mse",
                "val_accuracy", "learning_rate"}
@@ -49,43 +50,8 @@ def finished_run(tiny_cache, tmp_path_factory):
     return run, state, progress
 
 
-def read_metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
-
-def model_weights(run: Path, which: str) -> list[np.ndarray]:
-    model, _ = load_trained_model(run, which)
-    return [np.array(weight) for weight in model.get_weights()]
-
-
-def same_weights(first, second) -> bool:
-    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
-
-
-def losses(history, key="train_loss") -> list:
-    return [entry[key] for entry in history]
-
-
 def without_seconds(history) -> list[dict]:
     return [{key: value for key, value in entry.items() if key != "seconds"} for entry in history]
-
-
-@pytest.fixture
-def scripted_val_losses(monkeypatch):
-    """Replace each epoch's val_loss by a scripted value and snapshot the model's weights at
-    every epoch end, so best-epoch selection can be checked against known numbers."""
-    script: list[float] = []
-    snapshots: list[list[np.ndarray]] = []
-    original = EpochCommit.on_epoch_end
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        logs["val_loss"] = script[epoch]
-        snapshots.append([np.array(weight, copy=True) for weight in self.model.get_weights()])
-        return original(self, epoch, logs)
-
-    monkeypatch.setattr(EpochCommit, "on_epoch_end", on_epoch_end)
-    return script, snapshots
 
 
 # ---- 1. the run folder describes itself ------------------------------------------------------
@@ -283,62 +249,6 @@ def test_resume_repairs_files_of_a_kill_right_after_the_last_commit(finished_run
     assert same_weights(model_weights(run, "best"), model_weights(source, "best"))
     # The weights files hold no optimizer; loading one must not warn that it skipped the optimizer.
     assert not [warning for warning in recwarn if "Skipping variable loading" in str(warning.message)]
-
-
-# ---- 3. best weights and early stopping ------------------------------------------------------
-
-def test_best_weights_are_the_best_epochs_not_the_last(scripted_val_losses, tiny_cache, tmp_path):
-    script, snapshots = scripted_val_losses
-    script[:] = [0.9, 0.5, 0.7, 0.8]  # validation loss rises after epoch 2
-    run = tmp_path / "run"
-    state, _ = quiet_train(make_config(tiny_cache, run, epochs=4))
-    assert state["best_epoch"] == 2 and state["best_val_loss"] == 0.5
-    assert state["epochs_done"] == 4 and not state.get("stopped_early")  # ran out of epochs
-    assert losses(read_metrics(run), "val_loss") == script
-    assert not same_weights(snapshots[1], snapshots[3])
-    assert same_weights(model_weights(run, "best"), snapshots[1])
-    assert same_weights(model_weights(run, "last"), snapshots[3])
-
-
-def test_early_stopping_stops_and_records_it(scripted_val_losses, tiny_cache, tmp_path):
-    script, snapshots = scripted_val_losses
-    script[:] = [0.5, 0.6, 0.7, 0.4, 0.3, 0.2]  # would improve later, but patience 2 stops at 3
-    run = tmp_path / "run"
-    state, progress = quiet_train(make_config(tiny_cache, run, epochs=6, patience=2))
-    assert state["stopped_early"] is True and state["finished"] is True
-    assert state["epochs_done"] == 3 and len(snapshots) == 3
-    assert [entry["epoch"] for entry in read_metrics(run)] == [1, 2, 3]
-    assert state["best_epoch"] == 1
-    assert same_weights(model_weights(run, "best"), snapshots[0])
-    assert same_weights(model_weights(run, "last"), snapshots[2])
-    lines = progress.splitlines()
-    assert len(lines) == 4 and "stopped early after epoch 3" in lines[-1]
-    # Resuming a run that stopped early trains nothing more.
-    again, _ = quiet_train(make_config(tiny_cache, run, epochs=6, patience=2), resume=True)
-    assert again["epochs_done"] == 3 and len(snapshots) == 3
-
-
-def test_best_weights_are_exported_when_epochs_run_out(scripted_val_losses, tiny_cache, tmp_path):
-    script, snapshots = scripted_val_losses
-    script[:] = [0.9, 0.8, 0.7]  # improves every epoch: best is the last
-    run = tmp_path / "run"
-    state, _ = quiet_train(make_config(tiny_cache, run, epochs=3, patience=1))
-    assert not state.get("stopped_early") and state["best_epoch"] == 3
-    assert same_weights(model_weights(run, "best"), snapshots[2])
-    assert same_weights(model_weights(run, "best"), model_weights(run, "last"))
-
-
-def test_a_diverging_run_records_null_losses_instead_of_crashing(tiny_cache, tmp_path):
-    """SGD at lr 1e8 on raw pixels overflows to NaN; JSON has no NaN. Before the fix, the epoch
-    commit raised 'Out of range float values are not JSON compliant' and the run was lost."""
-    run = tmp_path / "run"
-    state, _ = quiet_train(make_config(tiny_cache, run, epochs=2, optimizer="sgd", learning_rate=1e8, pixel_scale="raw"))
-    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [entry["epoch"] for entry in metrics] == [1, 2]
-    assert any(entry["val_loss"] is None for entry in metrics)
-    assert state["best_epoch"] is not None and (run / "best.weights.h5").is_file()
-    finite = [entry["val_loss"] for entry in metrics if entry["val_loss"] is not None]
-    assert state["best_val_loss"] == (min(finite) if finite else None)
 
 
 # ---- 4. seeding --------------------------------------------------------------------------------

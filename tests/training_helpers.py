@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
+from pathlib import Path
+
+import numpy as np
 
 from cnnlab.runs import Run, TrainConfig
 from cnnlab.training.trainer import train
@@ -29,3 +33,20 @@ def quiet_train(config: TrainConfig, **keywords) -> tuple[dict, str]:
     stream = io.StringIO()
     state = train(config, stream=stream, show_progress=keywords.pop("show_progress", False), **keywords)
     return state, stream.getvalue()
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def model_weights(run: Path, which: str) -> list[np.ndarray]:
+    model, _ = load_trained_model(run, which)
+    return [np.array(weight) for weight in model.get_weights()]
+
+
+def same_weights(first, second) -> bool:
+    return len(first) == len(second) and all(np.array_equal(a, b) for a, b in zip(first, second))
+
+
+def losses(history, key="train_loss") -> list:
+    return [entry[key] for entry in history]
