@@ -9,7 +9,8 @@ the cnnlab row chose, the loss (cross-entropy from the logits with the recipe's 
 smoothing, or MSE on the sigmoid), the optimizer (Keras' Adam/AdamW constants: betas 0.9 and
 0.999, epsilon 1e-7, decoupled weight decay), the warm-up and decay of the learning rate, the
 precision (Keras' mixed_bfloat16 as torch.autocast to bfloat16), and a pass over the
-validation photos after every epoch. What is not: the photos are held in RAM as one uint8 array
+validation photos after every epoch, and denormal floats flushed to zero (as cnnlab's Keras
+set-up on PyTorch, cnnlab.backend). What is not: the photos are held in RAM as one uint8 array
 (the tutorial's way, not the memory-mapped cache), and there are no checkpoints, metrics
 objects, callbacks or Keras layers.
 
@@ -99,6 +100,7 @@ def train_raw(model: str, cache: str, images: int, epochs: int, micro_batch: int
     from cnnlab.recipe.pixels import to_model_input
     from torch_twins import RESNETS, build_twin
 
+    torch.set_flush_denormal(True)  # as cnnlab.backend does for Keras on PyTorch
     torch.manual_seed(seed)
     recipe = get_model_spec(model).recipe
     data = open_cache(cache)

@@ -104,6 +104,22 @@ def test_cnnlab_configures_keras_itself_when_it_comes_first():
     assert result.stdout.split() == ["torch", "channels_first"]
 
 
+# 1e-30 * 1e-10 is a denormal float32 (below 1.2e-38): zero where the CPU flushes them.
+DENORMAL_PRODUCT = "import torch\nprint(float((torch.tensor([1e-30]) * 1e-10)[0]))\n"
+
+
+def test_cnnlab_flushes_denormals_on_torch_and_leaves_a_callers_set_up_alone():
+    """Keras' set-up on PyTorch flushes denormal floats (the mlp's saturated epochs ran 2x slower
+    without it); a caller who imported Keras first keeps PyTorch's default, which keeps them."""
+    flushed = python("from cnnlab.backend import keras\n" + DENORMAL_PRODUCT)
+    assert flushed.returncode == 0, flushed.stderr
+    assert float(flushed.stdout) == 0.0
+    kept = python("import keras\nimport cnnlab.models\nfrom cnnlab.backend import keras as configured\n"
+                  + DENORMAL_PRODUCT)
+    assert kept.returncode == 0, kept.stderr
+    assert 0.0 < float(kept.stdout) < 1.2e-38
+
+
 def test_listing_models_and_reading_recipes_import_no_keras():
     result = python("import sys\nimport cnnlab.models, cnnlab.recipe, cnnlab.inference.classifier\n"
                     "cnnlab.models.describe_models(); cnnlab.models.get_model_spec('resnet9').recipe.input_shape()\n"
