@@ -33,7 +33,7 @@ KERAS_ADAM_EPSILON = 1e-7  # keras.optimizers.Adam / AdamW (torch's default is 1
 @dataclass(frozen=True)
 class Variant:
     optimizer: str = "for-loop"  # torch's default for CPU tensors; "foreach" and "fused" also run there
-    channels_last: bool | None = None  # None: as cnnlab does (resnet9 yes, the tutorial's models no)
+    channels_last: bool | None = None  # None: as cnnlab's train step does (every image batch NHWC in memory)
     prefetch: bool = False  # assemble the next batch in a thread while this one trains
 
     @classmethod
@@ -98,7 +98,7 @@ def train_raw(model: str, cache: str, images: int, epochs: int, micro_batch: int
     from cnnlab.data.subset import subset
     from cnnlab.models import get_model_spec
     from cnnlab.recipe.pixels import to_model_input
-    from torch_twins import RESNETS, build_twin
+    from torch_twins import build_twin
 
     torch.set_flush_denormal(True)  # as cnnlab.backend does for Keras on PyTorch
     torch.manual_seed(seed)
@@ -109,7 +109,9 @@ def train_raw(model: str, cache: str, images: int, epochs: int, micro_batch: int
     held, held_labels = np.array(data.images[train_rows]), data.labels[train_rows].astype(np.float32)
     x_val = torch.from_numpy(to_model_input(np.array(data.images[val_rows]), recipe.pixel_scale, "channels_first"))
     y_val = torch.from_numpy(data.labels[val_rows].astype(np.float32)).reshape(-1, 1)
-    channels_last = variant.channels_last if variant.channels_last is not None else model in RESNETS
+    # cnnlab's train step lays out every channels-first image batch NHWC in memory
+    # (training/train_step.py); the raw row does the same unless a variant says otherwise.
+    channels_last = variant.channels_last if variant.channels_last is not None else True
     memory = torch.channels_last if channels_last else torch.contiguous_format
     network = build_twin(model, (3, recipe.input_height, recipe.input_width)).to(memory_format=memory)
     optimizer = _optimizer(recipe, network.parameters(), variant)

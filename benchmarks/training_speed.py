@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -222,9 +223,17 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, help="training photos per class in the cache (default 2048, the "
                         "tutorial's; 64 with --quick)")
     arguments = parser.parse_args()
+    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-speed-"))
+    try:
+        measure(arguments, parser, work)
+    finally:
+        if not arguments.work:  # a temporary folder of caches: gone with the run (--work keeps them)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(arguments, parser, work: Path) -> None:
     models = ["conv1", "resnet9-tiny"] if arguments.quick else [m for m in arguments.models.split(",") if m]
     images = arguments.images or (64 if arguments.quick else 1024)
-    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-speed-"))
     started = time.perf_counter()
     paths = [path for path in arguments.paths.split(",") if path]
     if "raw" in paths and "cnnlab" not in paths:

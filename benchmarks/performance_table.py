@@ -1,0 +1,102 @@
+"""The README's performance section, written from one `make bench` document.
+
+    .venv/bin/python benchmarks/run_all.py > bench.json          # `make bench`, ~50 minutes
+    .venv/bin/python benchmarks/performance_table.py bench.json  # Markdown on stdout
+
+Every figure in the output comes from that one document, so the ratios side by side were
+measured in the same run on the same machine. A benchmark missing from the document (or one that
+failed) is left out with a line that says so, never filled in from elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TRAINING_PATHS = ("tutorial", "cnnlab", "raw")
+COLD_COMMANDS = {
+    "help": "`cnnlab --help`",
+    "models": "`cnnlab models`",
+    "info_no_backend": "`cnnlab info --no-backend`",
+    "download_help": "`cnnlab download --help`",
+    "survey": "`cnnlab survey` ({photos} photos)",
+    "survey_data": "`cnnlab survey` (all {photos} photos)",
+    "predict_one_onnx": "`cnnlab predict RUN one.jpg` (ONNX Runtime, the default)",
+    "predict_one_keras": "`cnnlab predict RUN one.jpg --engine keras`",
+    "predict_many_onnx": "`cnnlab predict RUN` on {photos} photos (ONNX Runtime)",
+    "predict_many_keras": "`cnnlab predict RUN` on {photos} photos (Keras)",
+    "predict_first_after_training": "first `predict` after training (writes `best.onnx`)",
+}
+
+
+def number(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def training_table(result: dict) -> list[str]:
+    ceiling = result["matmul_gflops"]["float32_2_threads"]
+    lines = [f"Training, images per second of the second (warm) epoch on {result['images_per_epoch']:,} photos; "
+             f"the same model, batches and recipe on each path; float32 matrix-product ceiling "
+             f"{number(ceiling)} GFLOP/s on 2 threads (load {result['machine']['load_average_1min_at_start']} at the "
+             f"start, {result['machine']['load_average_1min_at_end']} at the end):", "",
+             "| model | tutorial's code path | cnnlab | raw PyTorch | cnnlab / tutorial | cnnlab / raw | "
+             "cnnlab's share of the ceiling | peak MB: tutorial, cnnlab, raw |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for model, row in result["models"].items():
+        speeds = [number(row.get(path, {}).get("images_per_second")) for path in TRAINING_PATHS]
+        peaks = ", ".join(number(row.get(path, {}).get("peak_rss_mb"), 0) for path in TRAINING_PATHS)
+        precision = row.get("cnnlab", {}).get("precision", "float32")
+        name = model if precision == "float32" else f"{model} ({precision})"
+        share = row.get("cnnlab", {}).get("share_of_float32_ceiling")
+        lines.append(f"| {name} | {' | '.join(speeds)} | {ratio(row, 'tutorial')} | {ratio(row, 'raw')} | "
+                     f"{'-' if share is None else f'{share:.0%}'} | {peaks} |")
+    return lines
+
+
+def ratio(row: dict, other: str) -> str:
+    value = row.get(f"speed_ratio_cnnlab_over_{other}")
+    return "-" if value is None else f"**{value:.2f}x**"
+
+
+def cold_start_table(result: dict) -> list[str]:
+    lines = [f"Short commands, median of {result['repeats']} fresh processes (wall time and peak resident memory; "
+             f"{result['run']}):", "", "| command | wall | peak MB |", "|---|---:|---:|"]
+    for name, label in COLD_COMMANDS.items():
+        row = result["results"].get(name)
+        if row:
+            extra = f", {number(row['photos_per_s'])} photos/s" if "photos_per_s" in row else ""
+            lines.append(f"| {label.format(photos=row.get('photos', ''))} | {row['wall_s_median']:.2f} s{extra} | "
+                         f"{number(row['peak_rss_mb_median'], 0)} |")
+    return lines
+
+
+SECTIONS = {"training_speed": training_table, "cold_start": cold_start_table}
+
+
+def performance_section(document: dict) -> str:
+    results = document["results"]
+    lines = []
+    for name, table in SECTIONS.items():
+        result = results.get(name)
+        if result is None or "error" in result:
+            lines += [f"({name}: {'not in this run' if result is None else result['error']})", ""]
+            continue
+        lines += table(result) + [""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("document", type=Path, help="the JSON `make bench` printed (benchmarks/run_all.py)")
+    arguments = parser.parse_args()
+    document = json.loads(arguments.document.read_text())
+    if document.get("quick"):
+        print("note: a --quick document; its numbers mean nothing", file=sys.stderr)
+    sys.stdout.write(performance_section(document))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
