@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from training_speed import DEFAULT_DATA, prepare_caches  # noqa: E402
+from workspace import work_folder  # noqa: E402
 
 MODELS = ("conv2", "resnet9")
 
@@ -65,12 +65,16 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA") or str(DEFAULT_DATA))
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--images", type=int, help="training photos per epoch (default 1024; 64 with --quick)")
-    parser.add_argument("--work", help="folder for caches and runs (default: a temporary one)")
+    parser.add_argument("--work", help="folder for caches and runs (default: a temporary one, removed at the end)")
     parser.add_argument("--quick", action="store_true", help="conv1 on 64 photos: a smoke test")
     arguments = parser.parse_args()
     models = ["conv1"] if arguments.quick else [name for name in arguments.models.split(",") if name]
     images = arguments.images or (64 if arguments.quick else 1024)
-    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-scaling-"))
+    with work_folder(arguments.work, "cnnlab-scaling-") as work:
+        measure(arguments, models, images, work)
+
+
+def measure(arguments, models: list[str], images: int, work: Path) -> None:
     started = time.perf_counter()
     caches = prepare_caches(arguments.data, work, models, max(images // 2, 32))
     rows = {}

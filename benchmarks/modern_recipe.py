@@ -17,12 +17,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cnnlab.backend import configure_keras  # noqa: E402
 from cnnlab.runtime import prepare_process  # noqa: E402
@@ -39,6 +39,7 @@ from cnnlab.data.reader import open_cache  # noqa: E402
 from cnnlab.data.splits import SplitOptions  # noqa: E402
 from cnnlab.metrics import accuracy_at  # noqa: E402
 from cnnlab.models import get_model_spec  # noqa: E402
+from workspace import work_folder  # noqa: E402
 from cnnlab.training.batches import keras, to_model_input  # noqa: E402
 from cnnlab.runs import TrainConfig  # noqa: E402
 from cnnlab.runs import Run  # noqa: E402
@@ -162,20 +163,26 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds run from here (to add seeds to earlier runs)")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
-    parser.add_argument("--work", help="folder for caches and runs (default: a temporary one)")
+    parser.add_argument("--work", help="folder for caches and runs (default: a temporary one, removed at the end)")
     parser.add_argument("--quick", action="store_true", help="resnet9-tiny, 256 training photos, 1 seed, 2 epochs")
     parser.add_argument("--no-all-data", action="store_true", help="skip the row trained on every remaining photo")
     arguments = parser.parse_args()
     if arguments.quick:
         arguments.model, arguments.seeds, arguments.epochs = "resnet9-tiny", 1, arguments.epochs or 2
     recipe = get_model_spec(arguments.model).recipe
-    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-modern-"))
+    with work_folder(arguments.work, "cnnlab-modern-") as work:
+        result = measure(arguments, recipe, work)
+    json.dump(result, sys.stdout, indent=1)
+    print()
+
+
+def measure(arguments, recipe, work: Path) -> dict:
     decode = DecodeOptions(recipe.input_width, recipe.input_height, recipe.fit)
     train_total = 256 if arguments.quick else 4096
     val_total, test_total = (100, 200) if arguments.quick else (500, 1000)
     started = time.perf_counter()
     result = {"benchmark": "modern_recipe", "quick": arguments.quick, "model": arguments.model,
-              "recipe": recipe.to_dict(), "work": str(work), "rows": {}}
+              "recipe": recipe.to_dict(), "work": arguments.work, "rows": {}}
     rows = {"tutorial_size_train": (train_total, range(arguments.first_seed, arguments.first_seed + arguments.seeds))}
     if not arguments.no_all_data:
         rows["all_remaining_photos_train"] = (None, range(1))
@@ -192,8 +199,7 @@ def main() -> None:
     result["single_photo_latency"] = single_photo_latency(first_run, photo, (recipe.input_width, recipe.input_height),
                                                           recipe.fit, recipe.pixel_scale)
     result["total_seconds"] = round(time.perf_counter() - started, 1)
-    json.dump(result, sys.stdout, indent=1)
-    print()
+    return result
 
 
 if __name__ == "__main__":

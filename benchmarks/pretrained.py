@@ -32,12 +32,12 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cnnlab.backend import configure_keras  # noqa: E402
 from cnnlab.runtime import prepare_process  # noqa: E402
@@ -58,6 +58,7 @@ from cnnlab.models import efficientnet_lite as lite  # noqa: E402
 from cnnlab.models import efficientnet_lite_weights as offline  # noqa: E402
 from cnnlab.recipe.pixels import to_model_input  # noqa: E402
 from cnnlab.runs import TrainConfig  # noqa: E402
+from workspace import work_folder  # noqa: E402
 from cnnlab.training.evaluation import evaluate_run  # noqa: E402
 from cnnlab.training.trainer import train  # noqa: E402
 
@@ -191,7 +192,7 @@ def _torch_threads() -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA", str(REPOSITORY.parent / "shared/datasets/dogs-vs-cats/train")))
-    parser.add_argument("--work", help="folder for the cache, features and runs (default: a temporary one)")
+    parser.add_argument("--work", help="folder for the cache, features and runs (default: a temporary one, removed at the end)")
     parser.add_argument("--fine-tune-seeds", type=int, default=3, help="fine-tuning runs (0 = none)")
     parser.add_argument("--zero-shot-photos", type=int, help="test photos for the zero-shot row (default: all)")
     parser.add_argument("--quick", action="store_true", help="128/50/100 photos, 1 short fine-tuning seed")
@@ -205,10 +206,15 @@ def main() -> None:
         torch.set_num_threads(arguments.threads)
     seeds = 1 if arguments.quick else arguments.fine_tune_seeds
     zero_shot_photos = 20 if arguments.quick else arguments.zero_shot_photos
-    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-pretrained-"))
-    work.mkdir(parents=True, exist_ok=True)
+    with work_folder(arguments.work, "cnnlab-pretrained-") as work:
+        result = measure(arguments, seeds, zero_shot_photos, work)
+    json.dump(result, sys.stdout, indent=1)
+    print()
+
+
+def measure(arguments, seeds: int, zero_shot_photos: int | None, work: Path) -> dict:
     train_total, val_total, test_total = (128, 50, 100) if arguments.quick else (4096, 500, 1000)
-    result = {"benchmark": "pretrained", "quick": arguments.quick, "work": str(work),
+    result = {"benchmark": "pretrained", "quick": arguments.quick, "work": arguments.work,
               "weights": {"file": f"{offline.WEIGHTS_PACKAGE}/{offline.WEIGHTS_FILE}", "sha256": offline.WEIGHTS_SHA256},
               "recipes": {name: get_model_spec(name).recipe.to_dict() for name in MODELS},
               "load_average_at_start": os.getloadavg()[0], "torch_threads": _torch_threads()}
@@ -252,8 +258,7 @@ def main() -> None:
                                   for name in MODELS}
     result["load_average_at_end"] = os.getloadavg()[0]
     result["total_seconds"] = round(time.perf_counter() - began, 1)
-    json.dump(result, sys.stdout, indent=1)
-    print()
+    return result
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY / "src"))
 
 from data_pipeline import vm_hwm_kb  # noqa: E402  (this script's folder is on sys.path)
+from workspace import work_folder  # noqa: E402
 DEFAULT_DATA = REPOSITORY.parent / "shared" / "datasets" / "dogs-vs-cats" / "train"
 MODELS = ("mlp", "conv1", "conv2", "conv2-wide", "conv2-fc512", "resnet9")
 PATHS = ("tutorial", "cnnlab", "raw")
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--data", default=os.environ.get("CNNLAB_DATA") or str(DEFAULT_DATA))
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated (default: the five tutorial models and resnet9)")
     parser.add_argument("--images", type=int, help="training images per epoch (default 1024; 64 with --quick)")
-    parser.add_argument("--work", help="folder for the caches (default: a temporary one)")
+    parser.add_argument("--work", help="folder for the caches (default: a temporary one, removed at the end)")
     parser.add_argument("--quick", action="store_true", help="conv1 and resnet9-tiny on 64 photos: a smoke test, numbers mean nothing")
     parser.add_argument("--hold-timed-only", action="store_true", help="the tutorial path holds only the timed photos "
                         "in RAM, not the tutorial's whole data set")
@@ -223,12 +223,8 @@ def main() -> None:
     parser.add_argument("--train-per-class", type=int, help="training photos per class in the cache (default 2048, the "
                         "tutorial's; 64 with --quick)")
     arguments = parser.parse_args()
-    work = Path(arguments.work or tempfile.mkdtemp(prefix="cnnlab-speed-"))
-    try:
+    with work_folder(arguments.work, "cnnlab-speed-") as work:
         measure(arguments, parser, work)
-    finally:
-        if not arguments.work:  # a temporary folder of caches: gone with the run (--work keeps them)
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(arguments, parser, work: Path) -> None:
