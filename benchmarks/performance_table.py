@@ -48,6 +48,7 @@ def training_table(result: dict) -> list[str]:
         speeds = [number(row.get(path, {}).get("images_per_second")) for path in TRAINING_PATHS]
         peaks = ", ".join(number(row.get(path, {}).get("peak_rss_mb"), 0) for path in TRAINING_PATHS)
         precision = row.get("cnnlab", {}).get("precision", "float32")
+        # bfloat16 work against the float32 ceiling: its share can pass what float32 could reach.
         name = model if precision == "float32" else f"{model} ({precision})"
         share = row.get("cnnlab", {}).get("share_of_float32_ceiling")
         lines.append(f"| {name} | {' | '.join(speeds)} | {ratio(row, 'tutorial')} | {ratio(row, 'raw')} | "
@@ -61,18 +62,68 @@ def ratio(row: dict, other: str) -> str:
 
 
 def cold_start_table(result: dict) -> list[str]:
-    lines = [f"Short commands, median of {result['repeats']} fresh processes (wall time and peak resident memory; "
-             f"{result['run']}):", "", "| command | wall | peak MB |", "|---|---:|---:|"]
+    lines = [f"Short commands, median of {result['repeats']} fresh processes, wall time and peak resident memory; "
+             f"RUN is a {result['run']}:", "", "| command | wall | peak MB |", "|---|---:|---:|"]
     for name, label in COLD_COMMANDS.items():
         row = result["results"].get(name)
         if row:
             extra = f", {number(row['photos_per_s'])} photos/s" if "photos_per_s" in row else ""
-            lines.append(f"| {label.format(photos=row.get('photos', ''))} | {row['wall_s_median']:.2f} s{extra} | "
+            photos = f"{row['photos']:,}" if "photos" in row else ""
+            lines.append(f"| {label.format(photos=photos)} | {row['wall_s_median']:.2f} s{extra} | "
                          f"{number(row['peak_rss_mb_median'], 0)} |")
     return lines
 
 
-SECTIONS = {"training_speed": training_table, "cold_start": cold_start_table}
+def percent(value) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def modern_table(result: dict) -> list[str]:
+    row = result["rows"]["tutorial_size_train"]
+    seeds = ", ".join(str(seed["seed"]) for seed in row["seeds"])
+    return [f"`{result['model']}`, the modern recipe on {row['train_images']:,} training photos (seed {seeds}): "
+            f"**{percent(row['test_accuracy_mean'])}** test accuracy on {row['test_images']:,} photos in "
+            f"{row['train_and_evaluate_wall_seconds_mean']:.0f} s of training and evaluation."]
+
+
+def pretrained_table(result: dict) -> list[str]:
+    lines = ["Offline pretrained EfficientNet-Lite0 (prepare, train and evaluate, end to end):", "",
+             "| model | test accuracy | end to end |", "|---|---:|---:|"]
+    for key in ("frozen_features_linear_head_quick", "frozen_features_linear_head"):
+        row = result.get(key)
+        if row:
+            lines.append(f"| `{row['model']}` | {percent(row['test_accuracy_at_validation_threshold'])} | "
+                         f"{row['end_to_end_seconds']:.0f} s |")
+    fine_tuned = result.get("fine_tuned")
+    if fine_tuned:
+        seeds = len(fine_tuned["seeds"])
+        lines.append(f"| `efficientnet-lite0-transfer` ({seeds} seed{'s' if seeds > 1 else ''}) | "
+                     f"{percent(fine_tuned['test_accuracy_mean'])} | {fine_tuned['end_to_end_seconds_mean']:.0f} s |")
+    return lines
+
+
+def decoding_table(result: dict) -> list[str]:
+    decode = result["decode"]
+    configs = decode["configs"]
+    tutorial = configs["tutorial_pil_resize"]["images_per_s"]
+    parts = [f"the tutorial's PIL `resize` {tutorial:.0f}"]
+    for key, label in (("cnnlab_draft_1_worker", "cnnlab, 1 process"), ("cnnlab_draft_2_workers", "cnnlab, 2 processes")):
+        if key in configs:
+            parts.append(f"{label} {configs[key]['images_per_s']:.0f} (**{configs[key]['ratio_vs_tutorial']:.2f}x**)")
+    return [f"Decoding and resizing to {decode['size_wxh']}, photos per second ({decode['sample_images']:,} photos): "
+            + "; ".join(parts) + "."]
+
+
+def serving_table(result: dict) -> list[str]:
+    latency, batch = result["http_single_photo_latency"], result["batch"]
+    return [f"`cnnlab serve` ({result['run']['model']}): one photo per HTTP request p50 {latency['p50_ms']:.1f} ms, "
+            f"p95 {latency['p95_ms']:.1f} ms; `cnnlab.load(RUN).predict` {batch['library_predict_images_per_s']:.0f} "
+            f"photos/s from JPEG files, against Keras' `model.predict` {batch['plain_model_predict_images_per_s']:.0f} "
+            f"on photos already decoded."]
+
+
+SECTIONS = {"data_pipeline": decoding_table, "training_speed": training_table, "serving": serving_table, "cold_start": cold_start_table, "modern_recipe": modern_table,
+            "pretrained": pretrained_table}
 
 
 def performance_section(document: dict) -> str:
