@@ -6,7 +6,7 @@
 Every command shown is run here (`python -m cnnlab ...` in a child process) and its output pasted
 as printed; every number and figure comes from those commands or from the files a run wrote
 (results.json, evaluation.json, metrics.jsonl, predictions-*.npz). A reproduction folder is only
-read, never written: the long training (`cnnlab reproduce`, about 1.5 hours) is not repeated;
+read, never written: the long training (`cnnlab reproduce`, under an hour on 2 cores) is not repeated;
 --quick runs `cnnlab reproduce --quick` on a few photos per class into a scratch folder instead.
 """
 
