@@ -1,6 +1,6 @@
 """The README's performance section, written from one `make bench` document.
 
-    .venv/bin/python benchmarks/run_all.py > bench.json          # `make bench`, ~50 minutes
+    .venv/bin/python benchmarks/run_all.py > bench.json          # `make bench`, 41 minutes here
     .venv/bin/python benchmarks/performance_table.py bench.json  # Markdown on stdout
 
 Every figure in the output comes from that one document, so the ratios side by side were
@@ -122,8 +122,8 @@ def serving_table(result: dict) -> list[str]:
             f"on photos already decoded."]
 
 
-SECTIONS = {"data_pipeline": decoding_table, "training_speed": training_table, "serving": serving_table, "cold_start": cold_start_table, "modern_recipe": modern_table,
-            "pretrained": pretrained_table}
+SECTIONS = {"data_pipeline": decoding_table, "training_speed": training_table, "serving": serving_table,
+            "cold_start": cold_start_table, "modern_recipe": modern_table, "pretrained": pretrained_table}
 
 
 def performance_section(document: dict) -> str:

@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, one after another (never two at once: they would share the
 cores and time each other), gathered into one JSON document on stdout.
 
-    .venv/bin/python benchmarks/run_all.py            # the full suite, ~25 minutes on 2 cores
+    .venv/bin/python benchmarks/run_all.py            # the full suite, 41 minutes on 2 cores
     .venv/bin/python benchmarks/run_all.py --quick    # smoke test (CI): every script runs, tiny samples
 
 The benchmarks: data_pipeline.py (decode + resize, prepare's memory), training_speed.py
