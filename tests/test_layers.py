@@ -96,3 +96,67 @@ def test_a_run_records_its_precision_and_evaluation_rebuilds_it(cache, tiny_cach
     assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "mixed_bfloat16"
     model, _ = load_trained_model(tmp_path / "run")
     assert model.get_layer("stem_conv").compute_dtype == "bfloat16"
+
+
+def fused_pairs():
+    """(stock Keras layer, cnnlab's fused twin, input batch) for a convolution and a dense layer."""
+    from cnnlab.models.layers import FusedConv2D, FusedDense
+
+    channels_first = keras.config.image_data_format() == "channels_first"
+    image_shape = (4, 3, 11, 9) if channels_first else (4, 11, 9, 3)
+    generator = np.random.default_rng(3)
+    pairs = []
+    for stock_class, fused_class, arguments, shape in (
+        (keras.layers.Conv2D, FusedConv2D, {"filters": 5, "kernel_size": (3, 3), "strides": (2, 1)}, image_shape),
+        (keras.layers.Dense, FusedDense, {"units": 6}, (4, 7)),
+    ):
+        for activation in ("relu", None):
+            stock, fused = stock_class(activation=activation, **arguments), fused_class(activation=activation, **arguments)
+            stock.build(shape)
+            fused.build(shape)
+            weights = [generator.normal(0, 0.5, w.shape).astype("float32") for w in stock.get_weights()]
+            stock.set_weights(weights)
+            fused.set_weights(weights)
+            pairs.append((stock, fused, generator.normal(0, 1, shape).astype("float32")))
+    return pairs
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_fused_conv_and_dense_compute_keras_outputs_and_gradients(index):
+    stock, fused, inputs = fused_pairs()[index]
+    np.testing.assert_allclose(numpy(fused(inputs)), numpy(stock(inputs)), atol=1e-5)
+    if keras.backend.backend() != "torch":
+        return  # elsewhere the fused layers are their parents: the outputs above are the check
+    import torch
+
+    gradients = []
+    for layer in (stock, fused):
+        batch = torch.tensor(inputs, requires_grad=True)
+        (layer(batch) ** 2).sum().backward()
+        gradients.append([batch.grad.numpy()] + [w.value.grad.numpy().copy() for w in layer.trainable_weights])
+        for w in layer.trainable_weights:
+            w.value.grad = None
+    for want, got in zip(*gradients):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    if stock.get_config()["activation"] == "linear":
+        # Without an activation the last operation tells which path ran: Keras' separate bias
+        # add, or torch's one convolution / matrix product that applies the bias itself.
+        assert stock(torch.tensor(inputs, requires_grad=True)).grad_fn.name() == "AddBackward0"
+        assert fused(torch.tensor(inputs, requires_grad=True)).grad_fn.name() in ("ConvolutionBackward0", "AddmmBackward0")
+
+
+def test_fused_layers_save_and_export_as_keras_layers(tmp_path):
+    from cnnlab.models.layers import OURS, FusedConv2D, FusedDense, stock_keras_model
+
+    model = build_model("conv1")
+    assert {type(layer) for layer in model.layers} >= {FusedConv2D, FusedDense}
+    images = np.random.default_rng(4).uniform(0, 255, (2, *model.input_shape[1:])).astype("float32")
+    expected = numpy(model(images))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", compile=False)
+    assert type(loaded.get_layer("conv1")) is FusedConv2D
+    np.testing.assert_allclose(numpy(loaded(images)), expected, rtol=1e-5)
+    stock = stock_keras_model(model)
+    assert not any(isinstance(layer, OURS) for layer in stock.layers)
+    assert type(stock.get_layer("conv1")) is keras.layers.Conv2D and type(stock.get_layer("dense1")) is keras.layers.Dense
+    np.testing.assert_allclose(numpy(stock(images)), expected, rtol=1e-5)

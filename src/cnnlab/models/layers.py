@@ -1,4 +1,6 @@
-"""Two layers that make the modern models train ~2.5x faster on a CPU with the PyTorch backend.
+"""Layers that make cnnlab's models train faster on a CPU with the PyTorch backend.
+
+Two make the modern models train ~2.5x faster:
 
 Measured here on resnet9 (64x64, batch 64, 2 cores; /tmp profiles in the issue 4 note):
 Keras' own BatchNormalization computes its moments with a dozen generic tensor operations per
@@ -16,6 +18,16 @@ layers in exported files, which must load without cnnlab):
 - `ChannelsLastMemory` is the identity on values. On PyTorch it re-lays a channels-first image
   batch out in NHWC memory order; every convolution, batch norm and pooling after it keeps that
   order, so the whole network runs on oneDNN's fast path. Elsewhere it returns its input.
+
+Two more serve the tutorial's models, whose convolutions and dense layers all carry a bias.
+Keras' Conv2D and Dense add their bias in an operation of its own, after the convolution or
+the matrix product, and its gradient is one more sum over the batch; in a torch profile of
+conv2 these took 2.7 s of a 15.8 s epoch, where PyTorch hands the bias to oneDNN's convolution
+and to `addmm`, which apply it in the same pass:
+- `FusedConv2D` is Keras' Conv2D (same variables, configuration and saved weights) whose forward
+  pass is one `torch.nn.functional.conv2d` call with the bias, on the PyTorch backend.
+- `FusedDense` is Keras' Dense whose forward pass is one `torch.nn.functional.linear` call.
+Elsewhere (TensorFlow, symbolic calls, LoRA or quantized layers) both are their parent layer.
 """
 
 from __future__ import annotations
@@ -51,6 +63,50 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
         )
 
 
+def _torch_eager(layer) -> bool:
+    """True where a fused forward pass applies: the PyTorch backend, outside Keras' stateless
+    (symbolic) scopes, and a layer whose kernel is its plain variable."""
+    if keras.backend.backend() != "torch" or getattr(layer, "lora_enabled", False) or layer.quantization_mode:
+        return False
+    from keras.src.backend.common.stateless_scope import in_stateless_scope  # Keras 3.15 (pinned)
+
+    return not in_stateless_scope()
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class FusedConv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D, with the bias applied inside torch's convolution on PyTorch."""
+
+    def call(self, inputs):
+        if (not _torch_eager(self) or self.data_format != "channels_first" or self.padding != "valid"
+                or len(inputs.shape) != 4):
+            return super().call(inputs)
+        import torch.nn.functional
+
+        # Keras stores the kernel as (height, width, in, out); torch wants (out, in, height, width).
+        kernel = self.kernel.value.permute(3, 2, 0, 1)
+        outputs = torch.nn.functional.conv2d(
+            inputs, kernel, self.bias.value if self.use_bias else None,
+            stride=self.strides, dilation=self.dilation_rate, groups=self.groups,
+        )
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
+@keras.saving.register_keras_serializable(package="cnnlab")
+class FusedDense(keras.layers.Dense):
+    """keras.layers.Dense, with the bias applied inside torch's matrix product on PyTorch."""
+
+    def call(self, inputs, training=None):
+        if not _torch_eager(self):
+            return super().call(inputs, training=training)
+        import torch.nn.functional
+
+        # Keras' kernel is (in, out); linear takes (out, in) and, for 2-D inputs, runs
+        # addmm(bias, inputs, kernel) on the transposed view without a copy.
+        outputs = torch.nn.functional.linear(inputs, self.kernel.value.T, self.bias.value if self.use_bias else None)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+
 @keras.saving.register_keras_serializable(package="cnnlab")
 class ChannelsLastMemory(keras.layers.Layer):
     """Identity on values; on PyTorch, NHWC memory order for a channels-first 4-D batch."""
@@ -70,26 +126,36 @@ def stock_keras_model(model):
     """A copy of `model` made of stock Keras layers only, with the same weights, for export.
 
     A .keras file names each layer's class; ours ("cnnlab>ChannelsLastMemory") load only where
-    cnnlab is imported, while an exported file must load in plain Keras. Neither layer changes
-    what the model computes at inference: ChannelsLastMemory becomes keras.layers.Identity (the
-    memory order is a speed hint), FastBatchNormalization its parent BatchNormalization with the
-    same configuration (axis, momentum, epsilon...) and variables. The copy is not compiled, so no
-    cnnlab loss or schedule is named in it either. Returns `model` itself when nothing is ours.
+    cnnlab is imported, while an exported file must load in plain Keras. None of our layers
+    changes what the model computes at inference: ChannelsLastMemory becomes keras.layers.Identity
+    (the memory order is a speed hint), and FastBatchNormalization, FusedConv2D and FusedDense
+    their parent Keras layer with the same configuration and variables. The copy is not
+    compiled, so no cnnlab loss or schedule is named in it either. Returns `model` itself when
+    nothing is ours.
     """
-    if not any(isinstance(layer, (ChannelsLastMemory, FastBatchNormalization)) for layer in _all_layers(model)):
+    if not any(isinstance(layer, OURS) for layer in _all_layers(model)):
         return model
 
     def stock_layer(layer):
         if isinstance(layer, ChannelsLastMemory):
             return keras.layers.Identity(name=layer.name)
-        if isinstance(layer, FastBatchNormalization):
-            return keras.layers.BatchNormalization.from_config(layer.get_config())
+        for ours, stock in _STOCK_PARENTS.items():
+            if isinstance(layer, ours):
+                return stock.from_config(layer.get_config())
         return layer.__class__.from_config(layer.get_config())
 
     # recursive: the layers of nested models (a transfer backbone) go through stock_layer too.
     copy = keras.models.clone_model(model, clone_function=stock_layer, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+_STOCK_PARENTS = {
+    FastBatchNormalization: keras.layers.BatchNormalization,
+    FusedConv2D: keras.layers.Conv2D,
+    FusedDense: keras.layers.Dense,
+}
+OURS = (ChannelsLastMemory, *_STOCK_PARENTS)  # every layer class of cnnlab's, for export checks
 
 
 def _all_layers(model):

@@ -32,19 +32,24 @@ def _chain(name: str, input_shape: Sequence[int], layers: list[keras.layers.Laye
     return keras.Model(inputs, outputs, name=name)
 
 
+# FusedConv2D and FusedDense are Keras' Conv2D and Dense (same variables, same results) whose
+# bias rides inside PyTorch's convolution and matrix product: cnnlab.models.layers.
+
+
 def _conv(index: int, filters: int) -> list[keras.layers.Layer]:
     from cnnlab.backend import keras
+    from cnnlab.models.layers import FusedConv2D
 
     return [
-        keras.layers.Conv2D(filters, (3, 3), padding="valid", activation="relu", name=f"conv{index}"),
+        FusedConv2D(filters, (3, 3), padding="valid", activation="relu", name=f"conv{index}"),
         keras.layers.MaxPooling2D(pool_size=(2, 2), name=f"pool{index}"),
     ]
 
 
 def _dense(index: int, units: int) -> keras.layers.Dense:
-    from cnnlab.backend import keras
+    from cnnlab.models.layers import FusedDense
 
-    return keras.layers.Dense(units, activation="relu", name=f"dense{index}")
+    return FusedDense(units, activation="relu", name=f"dense{index}")
 
 
 def build_convnet(
