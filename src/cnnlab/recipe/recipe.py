@@ -176,9 +176,12 @@ class Recipe:
         averaging = {"use_ema": True, "ema_momentum": self.ema} if self.ema else {}
         # Keras applies weight_decay decoupled (as AdamW) in every optimizer; None means off.
         decay = self.weight_decay or None
+        # Keras' Adam and AdamW, with a leaner update on PyTorch (same formula; torch_adam).
+        from cnnlab.recipe.torch_adam import adam, adam_w
+
         if self.optimizer == "adam":
-            return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=decay, **averaging)
+            return adam(learning_rate=learning_rate, weight_decay=decay, **averaging)
         if self.optimizer == "adamw":
-            return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=self.weight_decay, **averaging)
+            return adam_w(learning_rate=learning_rate, weight_decay=self.weight_decay, **averaging)
         # Momentum 0.9 is the universal SGD default in the CNN literature.
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, weight_decay=decay, **averaging)
