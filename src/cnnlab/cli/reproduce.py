@@ -50,7 +50,8 @@ def register(commands) -> None:
         "reproduce", help="the tutorial end to end: survey, prepare, train all its models, baselines, results table",
         description="Run Strika's 2019 tutorial end to end and write results.md / results.json beside the published "
                     "figures. Resumable: run the same command again to continue a cut run. The full run takes under an "
-                    "hour on 2 CPU cores (the tutorial's five models: 44 min measured); --quick takes a few minutes.")
+                    "hour on 2 CPU cores (53 min measured, the tutorial's five models 39 of them); --quick takes a few "
+                    "minutes.")
     reproduce.add_argument("data", nargs="?", metavar="DATA", help=f"folder of photos (default: ${DATA_ENVIRONMENT})")
     reproduce.add_argument("--data", dest="data_option", metavar="DATA", help="the folder of photos, same as DATA")
     reproduce.add_argument("--download-to", metavar="DIR",
