@@ -35,12 +35,18 @@ from __future__ import annotations
 from cnnlab.backend import keras
 
 
-def _torch_fast_path(inputs, axis) -> bool:
-    if keras.backend.backend() != "torch" or len(inputs.shape) != 4:
+def _eager_torch() -> bool:
+    """The PyTorch backend, outside Keras' stateless (symbolic) scopes: where torch calls may
+    stand in for Keras operations."""
+    if keras.backend.backend() != "torch":
         return False
     from keras.src.backend.common.stateless_scope import in_stateless_scope  # Keras 3.15 (pinned)
 
-    return axis in (1, -3) and not in_stateless_scope()
+    return not in_stateless_scope()
+
+
+def _torch_fast_path(inputs, axis) -> bool:
+    return len(inputs.shape) == 4 and axis in (1, -3) and _eager_torch()
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -63,14 +69,10 @@ class FastBatchNormalization(keras.layers.BatchNormalization):
         )
 
 
-def _torch_eager(layer) -> bool:
-    """True where a fused forward pass applies: the PyTorch backend, outside Keras' stateless
-    (symbolic) scopes, and a layer whose kernel is its plain variable."""
-    if keras.backend.backend() != "torch" or getattr(layer, "lora_enabled", False) or layer.quantization_mode:
-        return False
-    from keras.src.backend.common.stateless_scope import in_stateless_scope  # Keras 3.15 (pinned)
-
-    return not in_stateless_scope()
+def _fusable(layer) -> bool:
+    """True where a fused forward pass applies: eager PyTorch, and a layer whose kernel is its
+    plain variable (not LoRA's sum, not quantized)."""
+    return not getattr(layer, "lora_enabled", False) and not layer.quantization_mode and _eager_torch()
 
 
 @keras.saving.register_keras_serializable(package="cnnlab")
@@ -78,7 +80,7 @@ class FusedConv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D, with the bias applied inside torch's convolution on PyTorch."""
 
     def call(self, inputs):
-        if (not _torch_eager(self) or self.data_format != "channels_first" or self.padding != "valid"
+        if (not _fusable(self) or self.data_format != "channels_first" or self.padding != "valid"
                 or len(inputs.shape) != 4):
             return super().call(inputs)
         import torch.nn.functional
@@ -97,7 +99,7 @@ class FusedDense(keras.layers.Dense):
     """keras.layers.Dense, with the bias applied inside torch's matrix product on PyTorch."""
 
     def call(self, inputs, training=None):
-        if not _torch_eager(self):
+        if not _fusable(self):
             return super().call(inputs, training=training)
         import torch.nn.functional
 

@@ -20,6 +20,8 @@ asks for keras.optimizers.Adam, and a subclass must name the PyTorch one itself)
 
 from __future__ import annotations
 
+import functools
+
 from cnnlab.backend import keras
 
 
@@ -37,13 +39,9 @@ def adam_w(**arguments):
     return _torch_classes()[1](**arguments)
 
 
-_CLASSES: list = []
-
-
+@functools.cache
 def _torch_classes():
     """(LeanAdam, LeanAdamW), defined once on first use: their Keras parents exist only on PyTorch."""
-    if _CLASSES:
-        return _CLASSES
     import torch
     from keras.src.backend.torch.optimizers import torch_adam, torch_adamw  # Keras 3.15 (pinned)
 
@@ -79,5 +77,4 @@ def _torch_classes():
     class LeanAdamW(LeanUpdate, torch_adamw.AdamW):
         """keras.optimizers.AdamW with fewer passes over memory per step (cnnlab.recipe.torch_adam)."""
 
-    _CLASSES.extend((LeanAdam, LeanAdamW))
-    return _CLASSES
+    return LeanAdam, LeanAdamW
