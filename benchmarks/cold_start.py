@@ -4,7 +4,7 @@ progress goes to stderr.
 
     .venv/bin/python benchmarks/cold_start.py [--run RUN] [--data DIR] [--repeats 5] [--quick]
 
-Every command runs `--repeats` times (5; 2 with --quick) as `python -m cnnlab ...` in a fresh
+Every command runs `--repeats` times (5; 1 with --quick) as `python -m cnnlab ...` in a fresh
 process, after one untimed run that fills the bytecode cache (as an installed package has one);
 the median and every run are reported. Wall time is measured around the process (start-up,
 the allocator's re-execution where a command has one, imports, work, exit); peak memory is the
@@ -121,12 +121,12 @@ def main() -> int:
     parser.add_argument("--run", type=Path, help="a trained run (default: a throwaway resnet9)")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("CNNLAB_DATA") or DEFAULT_DATA),
                         help="folder of photos (default: $CNNLAB_DATA, else the shared Dogs vs. Cats photos)")
-    parser.add_argument("--repeats", type=int, help="fresh processes per command (default 5; --quick: 2)")
+    parser.add_argument("--repeats", type=int, help="fresh processes per command (default 5; --quick: 1)")
     parser.add_argument("--survey-photos", type=int, default=200, help="photos in the surveyed folder")
     parser.add_argument("--many", type=int, help="photos in the batch prediction (default 1000; --quick: 64)")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions and photos: a smoke test")
     arguments = parser.parse_args()
-    repeats = arguments.repeats or (2 if arguments.quick else 5)
+    repeats = arguments.repeats or (1 if arguments.quick else 5)
     many = arguments.many or (64 if arguments.quick else 1000)
 
     started = time.perf_counter()

@@ -51,14 +51,24 @@ def training_table(result: dict) -> list[str]:
         # bfloat16 work against the float32 ceiling: its share can pass what float32 could reach.
         name = model if precision == "float32" else f"{model} ({precision})"
         share = row.get("cnnlab", {}).get("share_of_float32_ceiling")
+        rounds = row.get("cnnlab", {}).get("rounds", 1)
+        if rounds > 1:
+            name += f" ({rounds} rounds)"
         lines.append(f"| {name} | {' | '.join(speeds)} | {ratio(row, 'tutorial')} | {ratio(row, 'raw')} | "
                      f"{'-' if share is None else f'{share:.0%}'} | {peaks} |")
+    if any(row.get("cnnlab", {}).get("rounds", 1) > 1 for row in result["models"].values()):
+        lines += ["", "A model with rounds was timed that many times on the cnnlab and raw paths, in turn; its "
+                  "speeds are the median round's, and the range after its cnnlab / raw ratio spans the rounds."]
     return lines
 
 
 def ratio(row: dict, other: str) -> str:
     value = row.get(f"speed_ratio_cnnlab_over_{other}")
-    return "-" if value is None else f"**{value:.2f}x**"
+    if value is None:
+        return "-"
+    each_round = row.get(f"speed_ratio_cnnlab_over_{other}_each_round")
+    spread = f" ({min(each_round):.2f}-{max(each_round):.2f})" if each_round else ""
+    return f"**{value:.2f}x**{spread}"
 
 
 def cold_start_table(result: dict) -> list[str]:

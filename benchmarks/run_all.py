@@ -31,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 
 SUITE = {
     "data_pipeline": (["data_pipeline.py"], ["--quick"]),
-    "training_speed": (["training_speed.py"], ["--quick"]),
+    "training_speed": (["training_speed.py", "--repeats", "3"], ["--quick"]),
     "serving": (["serving.py"], ["--requests", "10", "--photos", "64", "--rounds", "1"]),
     "serve_load": (["serve_load.py"], ["--quick"]),
     "modern_recipe": (["modern_recipe.py", "--seeds", "1", "--no-all-data"], ["--quick"]),

@@ -26,6 +26,9 @@ bfloat16 is measured (ceiling, and resnet9's automatic precision) only on a CPU 
 than float32. Images/s counts training images (validation is limited to 64 photos in both). Achieved GFLOP/s
 is the analytic forward FLOPs x 3 (forward + backward) x images/s; peak RSS is the process's
 VmHWM from /proc. Ratios are cnnlab / tutorial and cnnlab / raw, from the same invocation.
+This machine's speed moves 10-20% from one process to the next, so `--repeats 3` (as `make bench`
+runs it) times conv2 and resnet9 on the cnnlab and raw paths three times in turn and reports the
+median round, with every round's speed and ratio.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -222,7 +226,13 @@ def main() -> None:
                         "channels-last, nchw, prefetch, or several joined by + (raw_torch_loop.Variant)")
     parser.add_argument("--train-per-class", type=int, help="training photos per class in the cache (default 2048, the "
                         "tutorial's; 64 with --quick)")
+    parser.add_argument("--repeats", type=int, default=1, help="rounds of the cnnlab and raw paths for --repeat-models, "
+                        "run in turn; the median round is reported, with each round's speed (default 1)")
+    parser.add_argument("--repeat-models", default="conv2,resnet9", help="comma-separated models that --repeats applies "
+                        "to (default: conv2,resnet9, those with a goal against raw PyTorch)")
     arguments = parser.parse_args()
+    if arguments.repeats < 1:
+        parser.error("--repeats: at least 1")
     with work_folder(arguments.work, "cnnlab-speed-") as work:
         measure(arguments, parser, work)
 
@@ -235,6 +245,7 @@ def measure(arguments, parser, work: Path) -> None:
     if "raw" in paths and "cnnlab" not in paths:
         parser.error("--paths: raw follows the cnnlab row's micro-batches and precision; time cnnlab too")
     variants = [variant for variant in arguments.raw_variants.split(",") if variant]
+    repeat_models = {model for model in arguments.repeat_models.split(",") if model}
     amx = "amx_bf16" in cpu_flags()
     load_at_start = round(os.getloadavg()[0], 2)
     log("matrix-multiply ceiling")
@@ -251,7 +262,7 @@ def measure(arguments, parser, work: Path) -> None:
     # Each model's row is saved as soon as it is measured: an invocation that is cut (the heavy
     # tutorial models take minutes each) continues with the models it had not reached.
     saved = work / (f"rows-{images}-images{'-timed-only' if arguments.hold_timed_only else '-hold-all'}"
-                    f"-{'-'.join(paths + variants)}-v3.json")
+                    f"-{'-'.join(paths + variants)}-x{arguments.repeats}-v4.json")
     rows = json.loads(saved.read_text()) if saved.exists() else {}
     for model in models:
         if model in rows:
@@ -260,22 +271,40 @@ def measure(arguments, parser, work: Path) -> None:
         flops = forward_flops(build_model(model))
         row = {"forward_gflop_per_image": round(flops / 1e9, 4), "images_per_epoch": images,
                "tutorial_holds": "timed photos" if arguments.hold_timed_only else "whole data set"}
-        for path in [path for path in PATHS if path in paths] + [f"raw {variant}" for variant in variants]:
-            log(f"{model}: {path} path")
+        rounds = arguments.repeats if model in repeat_models else 1
+        timed = [path for path in PATHS if path in paths] + [f"raw {variant}" for variant in variants]
+        # Repeated rounds run cnnlab and the raw rows in turn (cnnlab, raw, cnnlab, raw, ...), so a
+        # slow spell of the machine falls on both; the tutorial's path, minutes per model, runs once.
+        schedule = [path for path in timed if path == "tutorial"] + \
+            [path for _ in range(rounds) for path in timed if path != "tutorial"]
+        measured: dict[str, list[dict]] = {path: [] for path in timed}
+        for path in schedule:
+            log(f"{model}: {path} path" + (f" (round {len(measured[path]) + 1} of {rounds})" if path != "tutorial" and rounds > 1 else ""))
             if path.startswith("raw"):
-                cnnlab_row = row["cnnlab"]
+                cnnlab_row = measured["cnnlab"][0]
                 extra = [str(cnnlab_row["micro_batch_size"] or 0), cnnlab_row["precision"], path[4:] or "default"]
                 result = run_child("raw", model, caches[model], images, 2, *extra)
             else:
                 result = run_child(path, model, caches[model], images, 2)
-            warm = result["epoch_seconds"][-1]
-            speed = images / warm
-            row[path] = {**result, "images_per_second": round(speed, 1),
+            measured[path].append({**result, "images_per_second": round(images / result["epoch_seconds"][-1], 1)})
+        for path, results in measured.items():
+            # The median round stands for the path; every round's speed stays in the row.
+            ordered = sorted(results, key=lambda result: result["images_per_second"])
+            median = ordered[len(ordered) // 2] if len(ordered) % 2 else None
+            speed = median["images_per_second"] if median else statistics.median(r["images_per_second"] for r in results)
+            row[path] = {**(median or ordered[-1]), "images_per_second": round(speed, 1),
                          "achieved_gflops": round(3 * flops * speed / 1e9, 1),
                          "share_of_float32_ceiling": round(3 * flops * speed / 1e9 / ceiling["float32_2_threads"], 3)}
+            if len(results) > 1:
+                row[path]["rounds"] = len(results)
+                row[path]["images_per_second_each_round"] = [r["images_per_second"] for r in results]
         for other in [path for path in row if path in ("tutorial", "raw") or path.startswith("raw ")]:
             name = other.replace(" ", "_").replace("+", "_")
             row[f"speed_ratio_cnnlab_over_{name}"] = round(row["cnnlab"]["images_per_second"] / row[other]["images_per_second"], 2)
+            if rounds > 1 and other != "tutorial":
+                row[f"speed_ratio_cnnlab_over_{name}_each_round"] = [
+                    round(mine / theirs, 2) for mine, theirs in zip(row["cnnlab"]["images_per_second_each_round"],
+                                                                   row[other]["images_per_second_each_round"])]
             row[f"memory_ratio_cnnlab_over_{name}"] = round(row["cnnlab"]["peak_rss_mb"] / row[other]["peak_rss_mb"], 2)
         rows[model] = row
         saved.write_text(json.dumps(rows))

@@ -329,7 +329,7 @@ def _run_to_the_end(dest: Path, url: str) -> None:
     assert status == 0, errors
 
 
-@pytest.mark.parametrize("seed", [7, 17])
+@pytest.mark.parametrize("seed", [7, pytest.param(17, marks=pytest.mark.slow)])  # a second seed in make test-slow
 def test_sigkill_at_random_points_then_a_rerun_gives_the_same_tree_and_no_leftovers(tmp_path, seed):
     """A slow server (16 KB every 10 ms, no Content-Length) and 1,500 members (2.4 MB). Killed at a seeded
     random point of the transfer, then of the extraction, then anywhere in a whole run; the last

@@ -43,6 +43,8 @@ def reference(tiny_cache, tmp_path_factory):
     return out, time.monotonic() - started
 
 
+# Slow (30 s): kills at random moments; the default run keeps test_training's kill -9 and resume.
+@pytest.mark.slow
 def test_kill_9_at_random_moments_then_the_same_command_finishes_the_same_run(reference, tiny_cache, tmp_path):
     reference_run, seconds = reference
     expected = json.loads((reference_run / "metrics.jsonl").read_text().splitlines()[-1])

@@ -45,6 +45,21 @@ def test_each_model_gets_its_measured_speeds_and_ratios_side_by_side():
     assert "241.1 GFLOP/s" in table
 
 
+def test_a_model_timed_in_rounds_shows_the_median_and_the_spread_of_its_ratio():
+    measured = document()
+    conv2 = measured["results"]["training_speed"]["models"]["conv2"]
+    conv2["cnnlab"].update(rounds=3, images_per_second_each_round=[150.0, 157.1, 170.0])
+    conv2["raw"].update(rounds=3, images_per_second_each_round=[180.0, 225.6, 160.0])
+    conv2["speed_ratio_cnnlab_over_raw_each_round"] = [0.83, 0.7, 1.06]
+    table = performance_section(measured)
+    row = next(line for line in table.splitlines() if line.startswith("| conv2 (3 rounds) |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[5] == "**0.70x** (0.70-1.06)"
+    assert "median round" in table
+    assert "rounds" not in next(line for line in table.splitlines() if line.startswith("| resnet9"))
+    assert "median round" not in performance_section(document())  # said only when some model had rounds
+
+
 def test_short_commands_and_a_failed_or_missing_benchmark_are_said_not_filled_in():
     table = performance_section(document())
     assert "| `cnnlab models` | 0.11 s | 18 |" in table

@@ -231,6 +231,8 @@ def test_none_means_random_initialisation(tiny_cache, tmp_path):
     assert json.loads((out / "config.json").read_text())["initial_weights"] is None
 
 
+# Slow (14 s); the default run exports resnet9-tiny both ways (test_export, test_keras_export).
+@pytest.mark.slow
 def test_onnx_and_keras_exports_reload_and_agree(linear_run, tmp_path):
     """The .keras file loads in a Python that cannot import cnnlab (stock layers only)."""
     import onnxruntime
@@ -279,6 +281,8 @@ def test_onnx_and_keras_exports_reload_and_agree(linear_run, tmp_path):
     assert np.max(np.abs(from_keras - expected)) <= 1e-4
 
 
+# Slow (20 s); the default run keeps Grad-CAM on the tutorial's models (test_explain).
+@pytest.mark.slow
 def test_grad_cam_explains_a_run_on_the_last_convolution(linear_run, tmp_path):
     from cnnlab.explain.introspect import ExplainConfig, explain_run
     from cnnlab.inference.export import cache_photo_paths
