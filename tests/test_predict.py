@@ -360,6 +360,25 @@ def test_the_export_is_made_once_reused_without_keras_and_remade_when_the_weight
     assert changed["predictions"][0]["probabilities"] != first["predictions"][0]["probabilities"]
 
 
+def test_a_bfloat16_run_predicts_through_its_float32_export_and_says_so(tiny_cache, mixed, tmp_path, capsys):
+    """The modern recipes train in bfloat16 on AMX CPUs; their users get the fast engine too, told once
+    that the export computes in float32."""
+    folder = tmp_path / "bf16"
+    quiet_train(make_config(tiny_cache, folder, epochs=1, precision="mixed_bfloat16"))
+    evaluate_run(folder)
+    photos, _ = mixed
+    status, first, err = predict_json(capsys, folder, photos / GOOD[0])
+    assert status == 0 and first["engine"] == "onnx"
+    assert "computes in mixed_bfloat16, its export in float32" in err and "--engine keras" in err
+    status, again, err = predict_json(capsys, folder, photos / GOOD[0])
+    assert again["engine"] == "onnx" and "float32" not in err  # said when the export is made, not every time
+    status, as_trained, _ = predict_json(capsys, folder, photos / GOOD[0], "--engine", "keras")
+    assert as_trained["engine"] == "keras"
+    for name, value in as_trained["predictions"][0]["probabilities"].items():
+        assert value != again["predictions"][0]["probabilities"][name] or value in (0.0, 1.0)  # bfloat16 is not float32
+        assert abs(value - again["predictions"][0]["probabilities"][name]) <= 0.05
+
+
 def test_auto_falls_back_to_keras_when_the_export_cannot_be_made(trained, mixed, tmp_path, capsys, monkeypatch):
     from cnnlab.errors import UserError
     from cnnlab.inference import export
