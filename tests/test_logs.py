@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import math
+import re
 import shutil
 import time
 from pathlib import Path
@@ -304,6 +305,7 @@ def test_quiet_prints_only_the_final_summary(tiny_cache, tmp_path, capsys):
     assert status == 0
     assert printed.err == ""
     assert printed.out.splitlines() == [printed.out.strip()] and printed.out.startswith(f"{out}: 2 epochs, best epoch ")
+    assert re.search(r"best epoch [12] \(val loss \d+\.\d{4}\), [\d.]+ s of training$", printed.out.strip())
     assert [int(row["epoch"]) for row in csv_rows(out)] == [1, 2]
 
 

@@ -37,8 +37,10 @@ def command_train(arguments) -> int:
         distributed.stop()
     if not workers.is_main:
         return 0  # rank 0 reports and evaluates; the other workers only trained
-    print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')} "
-          f"(val loss {state.get('best_val_loss')}), {state.get('training_seconds')} s of training")
+    best_loss = state.get("best_val_loss")
+    best = f" (val loss {best_loss:.4f})" if isinstance(best_loss, (int, float)) else ""
+    print(f"{arguments.out}: {state['epochs_done']} epochs, best epoch {state.get('best_epoch')}{best}, "
+          f"{state.get('training_seconds')} s of training")
     if not arguments.no_evaluate:
         from cnnlab.training.evaluation import evaluate_run
         from cnnlab.training.evaluation_text import format_evaluation
