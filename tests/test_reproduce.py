@@ -49,6 +49,20 @@ def test_writes_every_stage_and_a_results_table(tiny_reproduction):
     assert "[3.2] train conv1" in log and "ETA" in log
 
 
+def test_each_stage_records_its_wall_time_and_the_peak_memory_so_far(tiny_reproduction):
+    out, _, summary, log = tiny_reproduction
+    stages = summary["stages"]
+    assert [stage["name"] for stage in stages] == [
+        "survey and caches", "train and evaluate mlp", "train and evaluate conv1", "train and evaluate resnet9-tiny",
+        "baseline majority", "baseline pixel-trees"]
+    assert all(stage["seconds"] > 0 and not stage["reused"] for stage in stages)
+    assert sum(stage["seconds"] for stage in stages) <= summary["wall_seconds"]
+    peaks = [stage["peak_resident_mb"] for stage in stages]
+    assert peaks == sorted(peaks) and peaks[0] > 50  # this process's peak so far: it only rises
+    assert "## Where this invocation's time and memory went" in (out / "results.md").read_text()
+    assert "process peak memory so far" in log
+
+
 def test_results_match_the_run_evaluations(tiny_reproduction):
     out, _, summary, _ = tiny_reproduction
     evaluation = json.loads((out / "runs/conv1/evaluation.json").read_text())
@@ -64,6 +78,7 @@ def test_running_again_reuses_everything_and_other_settings_are_refused(tiny_rep
     log = io.StringIO()
     again = reproduce(config, stream=log, show_progress=False)
     assert "done before, reused" in log.getvalue()
+    assert all(stage["reused"] for stage in again["stages"][1:])  # every model and baseline came from disk
     assert [row["val_mse"] for row in again["rows"]] == [row["val_mse"] for row in summary["rows"]]
     changed = ReproduceConfig(config.data, config.out, quick=True, models=("mlp",), train_per_class=20,
                               val_per_class=8, test_per_class=8, max_epochs=1)

@@ -54,3 +54,19 @@ def prepare_process(argv: list[str], command: list[str] | None = None) -> None:
         os.execve(sys.executable, [*(command or [sys.executable, "-m", "cnnlab"]), *argv], environment)
     except OSError:
         return
+
+
+def peak_resident_megabytes() -> float | None:
+    """This process's peak resident memory so far (VmHWM), in MB; None where /proc has no such line.
+
+    With the tuned allocator freed memory stays in the process, so the peak only ever rises: a
+    long command that reads it after each stage shows which stage raised it.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

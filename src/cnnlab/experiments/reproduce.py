@@ -21,6 +21,7 @@ from cnnlab.data.splits import SplitOptions
 from cnnlab.data.survey import survey
 from cnnlab.errors import UserError
 from cnnlab.experiments.seeds import check_seeds, run_name, seed_spread, seeds_of, spread_markdown
+from cnnlab.experiments.stages import StageLog
 from cnnlab.progress import format_duration
 from cnnlab.runs import Run
 from cnnlab.runs.files import read_json, write_json
@@ -139,6 +140,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         raise UserError(f"{out} holds a reproduction with other settings ({previous}); choose another --out")
     write_json(previous, settings)
     started = time.perf_counter()
+    stages = StageLog()
     label = "QUICK (fewer images and epochs; not comparable to the tutorial)" if config.quick else "full"
     _log(f"reproduce ({label}) -> {out}", stream)
 
@@ -164,6 +166,7 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         plan.append((model, epochs))
     caches = {model: _model_cache(config.data, out, model, split, config.workers, show_progress, stream)
               for model in config.modern}
+    stages.finish("survey and caches")
     work = {model: _work(model, epochs, train_images) for model, epochs in plan}
     done_work, measured_seconds = 0.0, 0.0
     results, per_seed = [], {}
@@ -184,6 +187,8 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
             results.append(evaluation)  # the main table and the report show the first seed
         per_seed.setdefault(model, []).append(evaluation)
         elapsed = time.perf_counter() - model_started
+        stage = stages.finish(f"train and evaluate {model}" + (f" (seed {seed})" if len(seeds) > 1 else ""),
+                              reused=bool(state and state.get("finished")))
         if not (state and state.get("finished")):
             done_work += work[model]
             measured_seconds += elapsed
@@ -191,17 +196,22 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         eta = remaining * measured_seconds / done_work if done_work else None
         _log(f"    {model}: val accuracy at 0.5 {evaluation['splits']['val'].get('accuracy_at_0.5', float('nan')):.3f}; "
              f"overall elapsed {format_duration(time.perf_counter() - started)}"
-             + (f", ETA of the remaining models {format_duration(eta)}" if eta is not None and remaining else ""), stream)
+             + (f", ETA of the remaining models {format_duration(eta)}" if eta is not None and remaining else "")
+             + (f"; process peak memory so far {stage.peak_resident_mb / 1024:.2f} GB" if stage.peak_resident_mb else ""),
+             stream)
 
     for name in config.baselines:
         path = out / "baselines" / f"{name}.json"
+        stages.start()
         if path.exists():
             result = read_json(path)
+            stages.finish(f"baseline {name}", reused=True)
         else:
             _log(f"[4] baseline {name}", stream)
             result = run_baseline(name, cache)
             path.parent.mkdir(exist_ok=True)
             write_json(path, result)
+            stages.finish(f"baseline {name}")
         results.append(result)
 
     rows = table_rows(results)
@@ -215,12 +225,14 @@ def reproduce(config: ReproduceConfig, stream=None, show_progress: bool = True) 
         "published": PUBLISHED,
         "rows": rows,
         "seeds": seeds,
+        "stages": stages.to_list(),
     }
     if len(seeds) > 1:
         summary["seed_spread"] = seed_spread({model: table_rows(runs) for model, runs in per_seed.items()}, seeds)
     write_json(out / RESULTS, summary)
     (out / "results.md").write_text(_markdown(summary, rows, reading(rows), config.quick)
-                                    + ("\n" + spread_markdown(summary["seed_spread"]) if len(seeds) > 1 else ""))
+                                    + ("\n" + spread_markdown(summary["seed_spread"]) if len(seeds) > 1 else "")
+                                    + "\n" + stages.markdown())
     _write_report(out, [model for model, _ in plan], results, config.quick, stream)
     _log(f"done in {format_duration(summary['wall_seconds'])}: {out / 'results.md'}", stream)
     return summary
