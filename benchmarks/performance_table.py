@@ -49,11 +49,10 @@ def training_table(result: dict) -> list[str]:
         peaks = ", ".join(number(row.get(path, {}).get("peak_rss_mb"), 0) for path in TRAINING_PATHS)
         precision = row.get("cnnlab", {}).get("precision", "float32")
         # bfloat16 work against the float32 ceiling: its share can pass what float32 could reach.
-        name = model if precision == "float32" else f"{model} ({precision})"
-        share = row.get("cnnlab", {}).get("share_of_float32_ceiling")
         rounds = row.get("cnnlab", {}).get("rounds", 1)
-        if rounds > 1:
-            name += f" ({rounds} rounds)"
+        notes = ([] if precision == "float32" else [precision]) + ([f"{rounds} rounds"] if rounds > 1 else [])
+        name = f"{model} ({', '.join(notes)})" if notes else model
+        share = row.get("cnnlab", {}).get("share_of_float32_ceiling")
         lines.append(f"| {name} | {' | '.join(speeds)} | {ratio(row, 'tutorial')} | {ratio(row, 'raw')} | "
                      f"{'-' if share is None else f'{share:.0%}'} | {peaks} |")
     if any(row.get("cnnlab", {}).get("rounds", 1) > 1 for row in result["models"].values()):
