@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -288,11 +287,11 @@ def measure(arguments, parser, work: Path) -> None:
                 result = run_child(path, model, caches[model], images, 2)
             measured[path].append({**result, "images_per_second": round(images / result["epoch_seconds"][-1], 1)})
         for path, results in measured.items():
-            # The median round stands for the path; every round's speed stays in the row.
-            ordered = sorted(results, key=lambda result: result["images_per_second"])
-            median = ordered[len(ordered) // 2] if len(ordered) % 2 else None
-            speed = median["images_per_second"] if median else statistics.median(r["images_per_second"] for r in results)
-            row[path] = {**(median or ordered[-1]), "images_per_second": round(speed, 1),
+            # The median round (the lower one of an even count) stands for the path, with its own
+            # epoch times and memory; every round's speed stays in the row.
+            median = sorted(results, key=lambda result: result["images_per_second"])[(len(results) - 1) // 2]
+            speed = median["images_per_second"]
+            row[path] = {**median, "images_per_second": round(speed, 1),
                          "achieved_gflops": round(3 * flops * speed / 1e9, 1),
                          "share_of_float32_ceiling": round(3 * flops * speed / 1e9 / ceiling["float32_2_threads"], 3)}
             if len(results) > 1:
