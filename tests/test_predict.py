@@ -361,8 +361,7 @@ def test_the_export_is_made_once_reused_without_keras_and_remade_when_the_weight
 
 
 def test_a_bfloat16_run_predicts_through_its_float32_export_and_says_so(tiny_cache, mixed, tmp_path, capsys):
-    """The modern recipes train in bfloat16 on AMX CPUs; their users get the fast engine too, told once
-    that the export computes in float32."""
+    """Modern recipes train in bfloat16 on AMX CPUs: the fast engine too, and a note said once."""
     folder = tmp_path / "bf16"
     quiet_train(make_config(tiny_cache, folder, epochs=1, precision="mixed_bfloat16"))
     evaluate_run(folder)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, peak_resident_megabytes
+from process_helpers import json_from_a_fresh_process
 
 
 @pytest.mark.skipif(peak_resident_megabytes() is None, reason="no /proc/self/status (not Linux)")
@@ -22,9 +20,7 @@ def test_freed_memory_goes_back_to_the_system_under_the_tuned_allocator():
             "held = resident()\ndel blocks\nkept = resident()\nreturn_freed_memory()\n"
             "print(json.dumps([held, kept, resident()]))\n")
     environment = {**os.environ, **ALLOCATOR_ENVIRONMENT, "CNNLAB_ALLOCATOR_APPLIED": "1"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=environment)
-    assert result.returncode == 0, result.stderr
-    held, kept, returned = json.loads(result.stdout)
+    held, kept, returned = json_from_a_fresh_process(code, environment)
     assert kept > held - 50  # the tuned allocator kept the freed 300 MB
     assert returned < held - 250  # and handed it back when asked
 
@@ -37,8 +33,6 @@ def test_forgetting_finished_models_restarts_names_and_keeps_the_set_up():
             "keras.layers.Dense(2)\nsecond = keras.layers.Dense(2).name\n"
             "forget_finished_models()\n"
             "print(json.dumps([second, keras.layers.Dense(2).name, layout, keras.config.image_data_format()]))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    second, after, layout_before, layout_after = json.loads(result.stdout.strip().splitlines()[-1])
+    second, after, layout_before, layout_after = json_from_a_fresh_process(code)
     assert second == "dense_1" and after == "dense"  # named as in a fresh process
     assert layout_after == layout_before == "channels_first"  # cnnlab's set-up on PyTorch is kept

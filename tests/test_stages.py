@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import pytest
 
 from cnnlab.experiments.stages import Stage, StageLog
 from cnnlab.runtime import peak_resident_megabytes
+from process_helpers import json_from_a_fresh_process
 
 
 @pytest.mark.skipif(peak_resident_megabytes() is None, reason="no VmHWM in /proc/self/status (not Linux)")
@@ -20,9 +17,7 @@ def test_the_peak_rises_by_what_a_stage_touched():
             "block = np.ones(300 * 1024 * 1024 // 8)  # 300 MB, every page written\n"
             "time.sleep(0.01)\nlog.finish('a 300 MB array')\ndel block\nlog.finish('after')\n"
             "print(json.dumps(log.to_list()))\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    nothing, allocated, after = json.loads(result.stdout)
+    nothing, allocated, after = json_from_a_fresh_process(code)
     assert allocated["peak_resident_mb"] - nothing["peak_resident_mb"] >= 250
     assert after["peak_resident_mb"] - nothing["peak_resident_mb"] >= 250  # a peak, not the current size
     assert allocated["seconds"] >= 0.01 and allocated["seconds"] > nothing["seconds"]
