@@ -7,6 +7,14 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from cnnlab.runtime import peak_resident_megabytes
+
+# Memory tests read /proc/self/status (VmRSS, VmHWM): Linux only.
+needs_proc_status = pytest.mark.skipif(peak_resident_megabytes() is None,
+                                       reason="no VmHWM in /proc/self/status (not Linux)")
+
 
 def json_from_a_fresh_process(code: str, environment: dict | None = None, timeout: int = 300):
     """Run `code` in a new interpreter; the JSON value on its last line of output."""

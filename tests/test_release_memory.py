@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
 
-from cnnlab.runtime import ALLOCATOR_ENVIRONMENT, peak_resident_megabytes
-from process_helpers import json_from_a_fresh_process
+from cnnlab.runtime import ALLOCATOR_ENVIRONMENT
+from process_helpers import json_from_a_fresh_process, needs_proc_status
 
 
-@pytest.mark.skipif(peak_resident_megabytes() is None, reason="no /proc/self/status (not Linux)")
+@needs_proc_status
 def test_freed_memory_goes_back_to_the_system_under_the_tuned_allocator():
     # A fresh process with the allocator settings that keep freed memory (as the CLI runs).
     code = ("import json\nfrom cnnlab.runtime import return_freed_memory\n"

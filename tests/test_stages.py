@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 
 from cnnlab.experiments.stages import Stage, StageLog
-from cnnlab.runtime import peak_resident_megabytes
-from process_helpers import json_from_a_fresh_process
+from process_helpers import json_from_a_fresh_process, needs_proc_status
 
 
-@pytest.mark.skipif(peak_resident_megabytes() is None, reason="no VmHWM in /proc/self/status (not Linux)")
+@needs_proc_status
 def test_the_peak_rises_by_what_a_stage_touched():
     # A fresh process: in this one, earlier tests may have peaked higher than anything added here.
     code = ("import json, time\nimport numpy as np\nfrom cnnlab.experiments.stages import StageLog\n"
