@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from cnnlab.experiments.stages import Stage, StageLog
 from process_helpers import json_from_a_fresh_process, needs_proc_status
 
